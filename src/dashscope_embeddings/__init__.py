@@ -1,0 +1,66 @@
+"""DashScope (Alibaba Cloud Model Studio) embeddings: one fast sync + async core client.
+
+>>> from dashscope_embeddings import DashScopeClient
+>>> with DashScopeClient() as client:  # DASHSCOPE_API_KEY from the environment
+...     result = client.embed_texts(["hello"], model="text-embedding-v4", text_type="query")
+
+Framework adapters live in :mod:`dashscope_embeddings.langchain` and
+:mod:`dashscope_embeddings.llama_index`; importing this package never imports a framework.
+"""
+
+from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient, Protocol
+from dashscope_embeddings._config import ConfigurationError
+from dashscope_embeddings._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    AuthenticationError,
+    BadRequestError,
+    ContentRejectedError,
+    DashScopeError,
+    InvalidInputError,
+    NotFoundError,
+    PermissionDeniedError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ResponseValidationError,
+    ServerError,
+)
+from dashscope_embeddings._registry import MODELS, ModelSpec, get_model_spec, list_models
+from dashscope_embeddings._tokens import estimate_tokens
+from dashscope_embeddings._types import EmbeddingResult, OutputType, SparseVector, TextType, Usage
+from dashscope_embeddings._version import __version__
+
+__all__ = [
+    "MODELS",
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AsyncDashScopeClient",
+    "AuthenticationError",
+    "BadRequestError",
+    "ConfigurationError",
+    "ContentRejectedError",
+    "DashScopeClient",
+    "DashScopeError",
+    "EmbeddingResult",
+    "InvalidInputError",
+    "ModelSpec",
+    "NotFoundError",
+    "OutputType",
+    "PermissionDeniedError",
+    "Protocol",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "ServerError",
+    "SparseVector",
+    "TextType",
+    "Usage",
+    "__version__",
+    "estimate_tokens",
+    "get_model_spec",
+    "list_models",
+]

@@ -1,0 +1,48 @@
+"""Hosts, paths, defaults and environment variable names: constants only."""
+
+from __future__ import annotations
+
+__all__ = [
+    "API_KEY_ENV",
+    "BASE_URL_ENVS",
+    "COMPATIBLE_PREFIX",
+    "DEFAULT_MAX_CONCURRENCY",
+    "DEFAULT_MAX_RETRIES",
+    "DEFAULT_REGION",
+    "DEFAULT_TIMEOUT_S",
+    "INITIAL_RETRY_DELAY_S",
+    "MAX_RETRY_AFTER_S",
+    "MAX_RETRY_DELAY_S",
+    "NATIVE_PREFIX",
+    "REGION_HOSTS",
+    "TEXT_EMBEDDING_PATH",
+    "COMPATIBLE_EMBEDDINGS_PATH",
+    "WORKSPACE_ENV",
+]
+
+API_KEY_ENV = "DASHSCOPE_API_KEY"
+# Checked in this order; the second is the name the official SDK reads.
+BASE_URL_ENVS = ("DASHSCOPE_BASE_URL", "DASHSCOPE_HTTP_BASE_URL")
+WORKSPACE_ENV = "DASHSCOPE_WORKSPACE_ID"
+
+DEFAULT_REGION = "cn-beijing"
+REGION_HOSTS: dict[str, str] = {
+    "cn-beijing": "https://dashscope.aliyuncs.com",
+    "ap-southeast-1": "https://dashscope-intl.aliyuncs.com",
+    # Taken from the official SDK's config only (dashscope-api.md §10 item 13).
+    "cn-hongkong": "https://cn-hongkong.dashscope.aliyuncs.com",
+}
+NATIVE_PREFIX = "/api/v1"
+COMPATIBLE_PREFIX = "/compatible-mode/v1"
+TEXT_EMBEDDING_PATH = "/services/embeddings/text-embedding/text-embedding"
+COMPATIBLE_EMBEDDINGS_PATH = "/embeddings"
+
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_CONNECT_TIMEOUT_S = 5.0
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_MAX_CONCURRENCY = 4
+INITIAL_RETRY_DELAY_S = 0.5
+MAX_RETRY_DELAY_S = 8.0
+# A server asking for a longer wait than this is not waited for: the RateLimitError carries
+# ``retry_after`` and the caller decides.
+MAX_RETRY_AFTER_S = 60.0

@@ -1,0 +1,234 @@
+"""Errors raised by the client.
+
+The tree::
+
+    DashScopeError
+    ├── InvalidInputError (also a ValueError)   input judged bad before any request is sent
+    ├── APIError                                 anything that went wrong talking to the service
+    │   ├── APIStatusError                       the service answered with an error
+    │   │   ├── BadRequestError (400)
+    │   │   │   └── ContentRejectedError         DataInspectionFailed: content moderation
+    │   │   ├── AuthenticationError (401)
+    │   │   ├── PermissionDeniedError (403)      also Arrearage (account overdue)
+    │   │   ├── NotFoundError (404)
+    │   │   ├── RateLimitError (429)
+    │   │   │   └── QuotaExhaustedError          free quota used up: waiting will not help
+    │   │   └── ServerError (5xx)
+    │   ├── APIConnectionError                   no answer: connection refused, reset, ...
+    │   │   └── APITimeoutError                  no answer in time
+    │   └── ResponseValidationError              an answer that is not a whole, valid result
+
+Every :class:`APIStatusError` carries ``status_code``, the DashScope ``code`` (branch on it, not
+on ``message``), ``message`` and ``request_id`` (quote it in support tickets). None of them ever
+holds the API key.
+"""
+
+from __future__ import annotations
+
+import typing
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APIStatusError",
+    "APITimeoutError",
+    "AuthenticationError",
+    "BadRequestError",
+    "ContentRejectedError",
+    "DashScopeError",
+    "InvalidInputError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "QuotaExhaustedError",
+    "RateLimitError",
+    "ResponseValidationError",
+    "ServerError",
+    "make_status_error",
+]
+
+
+class DashScopeError(Exception):
+    """Base class of every error this package raises."""
+
+
+class InvalidInputError(DashScopeError, ValueError):
+    """An input the client can judge bad by itself; raised before any request is sent.
+
+    ``index`` is the position of the offending input in what the caller passed, or ``None``
+    when the problem is an option rather than one input.
+    """
+
+    def __init__(self, message: str, *, index: int | None = None) -> None:
+        super().__init__(message)
+        self.index = index
+
+
+class APIError(DashScopeError):
+    """Something went wrong talking to the service."""
+
+    message: str
+    request_id: str | None
+
+    def __init__(self, message: str, *, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.request_id = request_id
+
+
+class APIStatusError(APIError):
+    """The service answered with an error (HTTP >= 400, or HTTP 200 with an error ``code``)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int,
+        code: str | None,
+        request_id: str | None = None,
+        body: typing.Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.status_code = status_code
+        self.code = code
+        self.body = body
+        self.retry_after = retry_after
+
+    def __str__(self) -> str:
+        parts = [f"HTTP {self.status_code}"]
+        if self.code:
+            parts.append(self.code)
+        text = f"{' '.join(parts)}: {self.message}"
+        if self.request_id:
+            text += f" (request_id={self.request_id})"
+        return text
+
+
+class BadRequestError(APIStatusError):
+    """400: a bad or missing parameter, too many inputs, text too long, bad dimension."""
+
+
+class ContentRejectedError(BadRequestError):
+    """400 ``DataInspectionFailed``: the input was rejected by content moderation."""
+
+
+class AuthenticationError(APIStatusError):
+    """401: wrong API key, or a key used against another region's host."""
+
+
+class PermissionDeniedError(APIStatusError):
+    """403 (or ``Arrearage``): the model is not activated for this account, or it is overdue."""
+
+
+class NotFoundError(APIStatusError):
+    """404: no such model, or not in this region."""
+
+
+class RateLimitError(APIStatusError):
+    """429: too many requests or tokens; retried with backoff until retries run out."""
+
+
+class QuotaExhaustedError(RateLimitError):
+    """429 "Free allocated quota exceeded.": paid access is off; retrying will not help."""
+
+
+class ServerError(APIStatusError):
+    """5xx: a server-side failure; retried with backoff until retries run out."""
+
+
+class APIConnectionError(APIError):
+    """No answer: the connection failed or was cut."""
+
+
+class APITimeoutError(APIConnectionError):
+    """No answer in time."""
+
+
+class ResponseValidationError(APIError):
+    """The service answered 200 but the body is not a whole, valid result for the request."""
+
+
+_BY_STATUS: dict[int, type[APIStatusError]] = {
+    400: BadRequestError,
+    401: AuthenticationError,
+    403: PermissionDeniedError,
+    404: NotFoundError,
+    429: RateLimitError,
+}
+
+# Codes in either spelling: native (``InvalidApiKey``) and OpenAI-compatible (``invalid_api_key``).
+_BY_CODE: dict[str, type[APIStatusError]] = {
+    "invalidparameter": BadRequestError,
+    "datainspectionfailed": ContentRejectedError,
+    "data_inspection_failed": ContentRejectedError,
+    "invalidapikey": AuthenticationError,
+    "invalid_api_key": AuthenticationError,
+    "accessdenied": PermissionDeniedError,
+    "access_denied": PermissionDeniedError,
+    "arrearage": PermissionDeniedError,
+    "modelnotfound": NotFoundError,
+    "model.notexist": NotFoundError,
+    "model_not_found": NotFoundError,
+    "throttling": RateLimitError,
+    "insufficient_quota": RateLimitError,
+    "limit_requests": RateLimitError,
+    "rate_limit_exceeded": RateLimitError,
+    "internalerror": ServerError,
+    "internal_error": ServerError,
+    "serviceunavailable": ServerError,
+    "gatewaytimeout": ServerError,
+    "requesttimeout": ServerError,
+}
+
+FREE_QUOTA_MESSAGE = "free allocated quota exceeded"
+
+# Codes that name their class whatever the status: Arrearage's status is unconfirmed (believed
+# 400, dashscope-api.md §10 item 12) and the official SDK treats it as permission denied.
+_CODE_WINS = frozenset({"arrearage", "datainspectionfailed", "data_inspection_failed"})
+
+
+def _class_for(status_code: int, code: str | None, message: str) -> type[APIStatusError]:
+    if FREE_QUOTA_MESSAGE in message.lower():
+        return QuotaExhaustedError
+    lowered = (code or "").lower()
+    if lowered in _CODE_WINS:
+        return _BY_CODE[lowered]
+    if lowered:
+        # Exact code first, then its family: ``Throttling.RateQuota``, ``AccessDenied.Unpurchased``.
+        by_code = _BY_CODE.get(lowered) or _BY_CODE.get(lowered.split(".", 1)[0])
+        # A 200 carrying a code, or a status we do not know, is classified by the code. For a
+        # 4xx/5xx the status wins over a code in an unexpected family (the message of a real
+        # 400 begins "InternalError.Algo.InvalidParameter"), except the subclasses of that
+        # status class (ContentRejectedError under 400).
+        if by_code is not None:
+            by_status = _BY_STATUS.get(status_code)
+            if by_status is None and status_code < 500:
+                return by_code
+            if by_status is not None and issubclass(by_code, by_status):
+                return by_code
+    if status_code in _BY_STATUS:
+        return _BY_STATUS[status_code]
+    if status_code >= 500:
+        return ServerError
+    return APIStatusError
+
+
+def make_status_error(
+    status_code: int,
+    *,
+    code: str | None,
+    message: str,
+    request_id: str | None,
+    body: typing.Any = None,
+    retry_after: float | None = None,
+) -> APIStatusError:
+    """Build the right :class:`APIStatusError` subclass for a status and DashScope ``code``."""
+    cls = _class_for(status_code, code, message)
+    return cls(
+        message or "(no message)",
+        status_code=status_code,
+        code=code,
+        request_id=request_id,
+        body=body,
+        retry_after=retry_after,
+    )

@@ -1,0 +1,84 @@
+"""Retry policy as pure functions: what to retry, and how long to wait.
+
+Retried: 408, 409, 429 (except an exhausted free quota), 5xx, and transport errors; never
+400/401/403/404. A response header ``x-should-retry: true|false`` overrides the status. Waits
+grow as ``min(0.5 * 2**attempt, 8)`` seconds less up to 25 % jitter; a ``retry-after-ms`` or
+``retry-after`` header is honoured up to :data:`MAX_RETRY_AFTER_S`, beyond which the error is
+raised at once (an indexing job should not stall silently).
+"""
+
+from __future__ import annotations
+
+import email.utils
+import random
+import time
+import typing
+
+from dashscope_embeddings._constants import (
+    INITIAL_RETRY_DELAY_S,
+    MAX_RETRY_AFTER_S,
+    MAX_RETRY_DELAY_S,
+)
+from dashscope_embeddings._errors import APIStatusError, QuotaExhaustedError
+
+__all__ = ["RETRY_STATUSES", "parse_retry_after", "retry_delay", "should_retry"]
+
+RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+
+def parse_retry_after(
+    headers: typing.Mapping[str, str], *, now: float | None = None
+) -> float | None:
+    """Seconds the server asks us to wait, from ``retry-after-ms`` or ``retry-after``.
+
+    ``retry-after`` may be seconds or an HTTP date. Returns ``None`` when absent, unparsable or
+    negative. Header names are matched case-insensitively.
+    """
+    lowered = {k.lower(): v for k, v in headers.items()}
+    raw_ms = lowered.get("retry-after-ms")
+    if raw_ms is not None:
+        try:
+            ms = float(raw_ms)
+        except ValueError:
+            ms = -1.0
+        if ms >= 0:
+            return ms / 1000.0
+    raw = lowered.get("retry-after")
+    if raw is None or not raw.strip():
+        return None
+    try:
+        seconds = float(raw)
+    except ValueError:
+        parsed = email.utils.parsedate_tz(raw)
+        if parsed is None:
+            return None
+        seconds = float(email.utils.mktime_tz(parsed)) - (time.time() if now is None else now)
+    return seconds if seconds >= 0 else None
+
+
+def should_retry(error: APIStatusError, headers: typing.Mapping[str, str]) -> bool:
+    """Whether an error answer is worth sending again."""
+    if isinstance(error, QuotaExhaustedError):
+        return False
+    override = {k.lower(): v for k, v in headers.items()}.get("x-should-retry")
+    if override is not None and override.strip().lower() in ("true", "false"):
+        return override.strip().lower() == "true"
+    return error.status_code in RETRY_STATUSES or error.status_code >= 500
+
+
+def retry_delay(
+    attempt: int,
+    retry_after: float | None = None,
+    *,
+    rng: typing.Callable[[], float] = random.random,
+    max_retry_after: float = MAX_RETRY_AFTER_S,
+) -> float | None:
+    """Seconds to wait before retry number ``attempt`` (0-based), or ``None`` to give up.
+
+    A server-given ``retry_after`` wins when it is within ``max_retry_after``; a longer one
+    means "do not retry". Otherwise exponential backoff with up to 25 % jitter.
+    """
+    if retry_after is not None:
+        return retry_after if retry_after <= max_retry_after else None
+    delay = min(INITIAL_RETRY_DELAY_S * 2.0**attempt, MAX_RETRY_DELAY_S)
+    return delay * (1.0 - 0.25 * rng())

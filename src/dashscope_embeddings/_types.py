@@ -1,0 +1,97 @@
+"""Result types: sparse vectors, usage with estimated cost, and embedding results."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+
+__all__ = ["EmbeddingResult", "OutputType", "SparseVector", "TextType", "Usage"]
+
+TextType = typing.Literal["query", "document"]
+OutputType = typing.Literal["dense", "sparse", "dense&sparse"]
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    """A sparse vector: vocabulary ids with weights, sorted by id.
+
+    >>> v = SparseVector(indices=(7, 42), values=(0.8, 0.3), tokens=("wind", "rain"))
+    >>> v.as_dict()
+    {7: 0.8, 42: 0.3}
+    """
+
+    indices: tuple[int, ...]
+    values: tuple[float, ...]
+    tokens: tuple[str, ...] | None = None
+    """The token text of each entry, where the service returned it."""
+
+    def __post_init__(self) -> None:
+        if len(self.indices) != len(self.values):
+            raise ValueError("indices and values must have the same length")
+        if self.tokens is not None and len(self.tokens) != len(self.indices):
+            raise ValueError("tokens must have one entry per index")
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def as_dict(self) -> dict[int, float]:
+        """``{index: value}``, the shape most sparse stores accept."""
+        return dict(zip(self.indices, self.values, strict=True))
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Tokens billed and the estimated price, for one call or a running total.
+
+    ``cost`` is an estimate from the registry's list prices, in ``currency`` (CNY on the
+    mainland host, USD on the international ones); ``None`` where the registry has no price.
+    """
+
+    total_tokens: int = 0
+    requests: int = 0
+    cost: float | None = None
+    currency: str | None = None
+
+    def __add__(self, other: Usage) -> Usage:
+        if not isinstance(other, Usage):
+            return NotImplemented
+        cost: float | None
+        currency = self.currency or other.currency
+        if self.requests == 0:
+            cost, currency = other.cost, other.currency
+        elif other.requests == 0:
+            cost, currency = self.cost, self.currency
+        elif self.cost is None or other.cost is None or self.currency != other.currency:
+            cost = None
+        else:
+            cost = self.cost + other.cost
+        return Usage(
+            total_tokens=self.total_tokens + other.total_tokens,
+            requests=self.requests + other.requests,
+            cost=cost,
+            currency=currency,
+        )
+
+
+@dataclass(frozen=True)
+class EmbeddingResult:
+    """The embeddings of one call, in input order.
+
+    Attributes:
+        model: The model that produced them.
+        embeddings: Dense vectors, one per input; ``None`` when only sparse output was asked.
+        sparse_embeddings: Sparse vectors, one per input; ``None`` unless asked for.
+        usage: Tokens and estimated cost of this call.
+        request_ids: The service's request id of each request the call was split into.
+    """
+
+    model: str
+    embeddings: list[list[float]] | None
+    sparse_embeddings: list[SparseVector] | None
+    usage: Usage
+    request_ids: tuple[str, ...] = field(default=())
+
+    def __len__(self) -> int:
+        if self.embeddings is not None:
+            return len(self.embeddings)
+        return len(self.sparse_embeddings or ())
