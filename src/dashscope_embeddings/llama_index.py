@@ -1,0 +1,167 @@
+"""LlamaIndex embeddings for DashScope: a drop-in for ``llama-index-embeddings-dashscope``.
+
+Setup:
+    .. code-block:: bash
+
+        pip install "dashscope-embeddings[llama-index]"
+        export DASHSCOPE_API_KEY="sk-..."
+
+Migrating: replace ``from llama_index.embeddings.dashscope import DashScopeEmbedding`` with
+``from dashscope_embeddings.llama_index import DashScopeEmbedding``. ``model_name``,
+``text_type``, ``api_key`` and ``embed_batch_size`` keep their meaning, and the enums
+``DashScopeTextEmbeddingModels`` / ``DashScopeTextEmbeddingType`` are here too. Unlike the old
+class, ``text_type`` really reaches the service, failures raise instead of returning empty
+vectors, and async is truly async.
+"""
+
+from __future__ import annotations
+
+import typing
+from enum import Enum
+
+try:
+    from llama_index.core.base.embeddings.base import BaseEmbedding
+    from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
+    raise ImportError(
+        "dashscope_embeddings.llama_index needs llama-index-core: "
+        'pip install "dashscope-embeddings[llama-index]"'
+    ) from exc
+
+from dashscope_embeddings._client import Protocol
+from dashscope_embeddings._constants import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S
+from dashscope_embeddings._embedder import TextEmbedder
+from dashscope_embeddings._types import TextType, Usage
+
+__all__ = [
+    "DashScopeBatchTextEmbeddingModels",
+    "DashScopeEmbedding",
+    "DashScopeTextEmbeddingModels",
+    "DashScopeTextEmbeddingType",
+]
+
+
+class DashScopeTextEmbeddingType(str, Enum):
+    """``text_type`` values."""
+
+    TEXT_TYPE_QUERY = "query"
+    TEXT_TYPE_DOCUMENT = "document"
+
+
+class DashScopeTextEmbeddingModels(str, Enum):
+    """Text embedding model names."""
+
+    TEXT_EMBEDDING_V1 = "text-embedding-v1"
+    TEXT_EMBEDDING_V2 = "text-embedding-v2"
+    TEXT_EMBEDDING_V3 = "text-embedding-v3"
+    TEXT_EMBEDDING_V4 = "text-embedding-v4"
+
+
+class DashScopeBatchTextEmbeddingModels(str, Enum):
+    """Asynchronous file-task model names."""
+
+    TEXT_EMBEDDING_ASYNC_V1 = "text-embedding-async-v1"
+    TEXT_EMBEDDING_ASYNC_V2 = "text-embedding-async-v2"
+
+
+class DashScopeEmbedding(BaseEmbedding):
+    """DashScope (Alibaba Cloud Model Studio) text embeddings for LlamaIndex.
+
+    >>> from dashscope_embeddings.llama_index import DashScopeEmbedding
+    >>> embed_model = DashScopeEmbedding(model_name="text-embedding-v4", dimension=1024)
+    >>> vector = embed_model.get_query_embedding("How do I return an item?")
+
+    ``embed_batch_size`` only sets how many texts LlamaIndex hands over at once: requests never
+    exceed the model's own limit (10 for v3/v4, 25 for v1/v2), and several are sent at a time.
+    The object pickles (e.g. ``IngestionPipeline(num_workers=...)``): clients are recreated on
+    first use in each process.
+
+    Args:
+        model_name: Model name; defaults to ``text-embedding-v2`` as the old integration did.
+        text_type: ``text_type`` of texts (nodes); queries always use ``query``.
+        api_key: API key; defaults to ``DASHSCOPE_API_KEY``.
+        embed_batch_size: Texts per LlamaIndex batch.
+        **kwargs: Any other field below, e.g. ``dimension``, ``region``, ``base_url``.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    text_type: TextType = Field(default="document", description="text_type of nodes.")
+    api_key: SecretStr | None = Field(
+        default=None, exclude=True, description="API key; DASHSCOPE_API_KEY if unset."
+    )
+    dimension: int | None = Field(default=None, description="Output size; model default if None.")
+    instruct: str | None = Field(default=None, description="Instruction for queries (v4).")
+    region: str | None = Field(
+        default=None, description="cn-beijing (default), ap-southeast-1 or cn-hongkong."
+    )
+    base_url: str | None = Field(default=None, description="Explicit host or base URL.")
+    workspace: str | None = Field(default=None, description="X-DashScope-WorkSpace value.")
+    protocol: Protocol = Field(default="native", description="native or compatible.")
+    max_retries: int = Field(default=2, ge=0, description="Retries per request on 429/5xx.")
+    timeout: float | None = Field(default=DEFAULT_TIMEOUT_S, gt=0, description="Seconds.")
+    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, description="In flight.")
+    max_batch_size: int | None = Field(
+        default=None, ge=1, description="Override of the registry's texts-per-request cap."
+    )
+
+    _embedder: TextEmbedder = PrivateAttr()
+
+    def __init__(
+        self,
+        model_name: str = DashScopeTextEmbeddingModels.TEXT_EMBEDDING_V2.value,
+        text_type: str = "document",
+        api_key: str | None = None,
+        embed_batch_size: int = 25,
+        **kwargs: typing.Any,
+    ) -> None:
+        super().__init__(
+            model_name=str(getattr(model_name, "value", model_name)),
+            text_type=str(getattr(text_type, "value", text_type)),
+            api_key=api_key,
+            embed_batch_size=embed_batch_size,
+            **kwargs,
+        )
+        self._embedder = TextEmbedder(
+            self.model_name,
+            api_key=self.api_key,
+            document_text_type=self.text_type,
+            dimension=self.dimension,
+            instruct=self.instruct,
+            max_batch_size=self.max_batch_size,
+            region=self.region,
+            base_url=self.base_url,
+            workspace=self.workspace,
+            protocol=self.protocol,
+            max_retries=self.max_retries,
+            timeout=self.timeout,
+            max_concurrency=self.max_concurrency,
+        )
+
+    @classmethod
+    def class_name(cls) -> str:
+        """Name used in serialised LlamaIndex configs."""
+        return "DashScopeEmbedding"
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens and estimated cost of every call so far (in this process)."""
+        return self._embedder.usage
+
+    def _get_query_embedding(self, query: str) -> list[float]:
+        return self._embedder.embed_query(query)
+
+    async def _aget_query_embedding(self, query: str) -> list[float]:
+        return await self._embedder.aembed_query(query)
+
+    def _get_text_embedding(self, text: str) -> list[float]:
+        return self._embedder.embed_documents([text])[0]
+
+    async def _aget_text_embedding(self, text: str) -> list[float]:
+        return (await self._embedder.aembed_documents([text]))[0]
+
+    def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return self._embedder.embed_documents(texts)
+
+    async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
+        return await self._embedder.aembed_documents(texts)

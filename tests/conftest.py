@@ -1,0 +1,55 @@
+"""Shared fixtures: a hermetic environment and the bundled emulator on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+
+TEST_KEY = "sk-test-0123456789"
+
+_AMBIENT = (
+    "DASHSCOPE_API_KEY",
+    "DASHSCOPE_BASE_URL",
+    "DASHSCOPE_HTTP_BASE_URL",
+    "DASHSCOPE_WORKSPACE_ID",
+    "DASHSCOPE_API_REGION",
+)
+
+
+@pytest.fixture(autouse=True)
+def hermetic_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No ambient key or base URL leaks into a test; tests set what they need."""
+    for name in _AMBIENT:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture(scope="session")
+def _emulator_session() -> Iterator[object]:
+    from dashscope_embeddings.emulator import Emulator
+
+    with Emulator(api_key=TEST_KEY) as emu:
+        yield emu
+
+
+@pytest.fixture
+def emulator(_emulator_session: object) -> Iterator[object]:
+    """The session's emulator, with its request log and fault queue cleared for each test."""
+    emu = _emulator_session
+    emu.clear_requests()  # type: ignore[attr-defined]
+    emu.clear_faults()  # type: ignore[attr-defined]
+    yield emu
+    emu.clear_faults()  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def emulator_env(emulator: object, monkeypatch: pytest.MonkeyPatch) -> object:
+    """Point DASHSCOPE_API_KEY / DASHSCOPE_BASE_URL at the emulator."""
+    monkeypatch.setenv("DASHSCOPE_API_KEY", TEST_KEY)
+    monkeypatch.setenv("DASHSCOPE_BASE_URL", emulator.url)  # type: ignore[attr-defined]
+    return emulator
+
+
+def pytest_report_header() -> str:
+    return f"DASHSCOPE_API_KEY set in outer env: {'DASHSCOPE_API_KEY' in os.environ}"
