@@ -62,6 +62,10 @@ logger = logging.getLogger("dashscope_embeddings")
 Protocol = typing.Literal["native", "compatible"]
 TimeoutTypes = typing.Union[float, httpx.Timeout, None]  # noqa: UP007 (runtime alias, py3.10)
 
+# Backoff waits go through these names, so tests can record them instead of sleeping.
+_sleep = time.sleep
+_async_sleep = asyncio.sleep
+
 _USER_AGENT = (
     f"dashscope-embeddings/{__version__} "
     f"python/{platform.python_version()} httpx/{httpx.__version__}"
@@ -382,7 +386,7 @@ class DashScopeClient(_BaseClient):
             delay = self._retry_wait(attempt, error, headers)
             if delay is None:
                 raise error
-            time.sleep(delay)
+            _sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def close(self) -> None:
@@ -409,6 +413,8 @@ class _LoopState:
 
 async def _all_or_nothing(coros: Sequence[Awaitable[BatchOutput]]) -> list[BatchOutput]:
     """Run side by side; on the first failure cancel the rest and raise it."""
+    if len(coros) <= 1:
+        return [await c for c in coros]
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -508,7 +514,7 @@ class AsyncDashScopeClient(_BaseClient):
                 delay = self._retry_wait(attempt, error, headers)
                 if delay is None:
                     raise error
-                await asyncio.sleep(delay)
+                await _async_sleep(delay)
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def aclose(self) -> None:
