@@ -88,9 +88,17 @@ def _opts(**kw: object) -> dict[str, object]:
         ("text-embedding-v4", {"output_type": "both"}, "output_type"),
         ("text-embedding-v2", {"output_type": "sparse"}, "no sparse output"),
         ("text-embedding-v3", {"instruct": "x", "text_type": "query"}, "ignores instruct"),
-        ("text-embedding-v4", {"instruct": "x", "text_type": "document"}, "only takes effect on queries"),
+        (
+            "text-embedding-v4",
+            {"instruct": "x", "text_type": "document"},
+            "only takes effect on queries",
+        ),
         ("text-embedding-v4", {"output_type": "sparse", "compatible": True}, "native endpoint"),
-        ("text-embedding-v4", {"instruct": "x", "text_type": "query", "compatible": True}, "native endpoint"),
+        (
+            "text-embedding-v4",
+            {"instruct": "x", "text_type": "query", "compatible": True},
+            "native endpoint",
+        ),
         ("qwen3-vl-embedding", {}, "multimodal model"),
         ("text-embedding-async-v2", {}, "async task model"),
     ],
@@ -101,6 +109,8 @@ def test_check_options_refuses(model: str, kw: dict[str, object], message: str) 
 
 
 def test_check_options_accepts_valid_combinations() -> None:
-    check_options(V4, **_opts(dimension=64, text_type="query", output_type="dense&sparse", instruct="Find"))  # type: ignore[arg-type]
+    check_options(
+        V4, **_opts(dimension=64, text_type="query", output_type="dense&sparse", instruct="Find")
+    )  # type: ignore[arg-type]
     check_options(get_model_spec("text-embedding-v2"), **_opts(dimension=1536))  # type: ignore[arg-type]
     check_options(get_model_spec("custom-model"), **_opts(dimension=4096, compatible=True))  # type: ignore[arg-type]

@@ -31,10 +31,16 @@ TEXTS = [f"document number {i} about topic {i % 4}" for i in range(25)]
 
 
 @pytest.fixture(params=["sync", "async"])
-def embed(request: pytest.FixtureRequest, emulator: Emulator) -> typing.Callable[..., EmbeddingResult]:
+def embed(
+    request: pytest.FixtureRequest, emulator: Emulator
+) -> typing.Callable[..., EmbeddingResult]:
     """Call embed_texts on a fresh sync or async client pointed at the emulator."""
 
-    def run(texts: typing.Sequence[str], client_kwargs: dict[str, typing.Any] | None = None, **kwargs: typing.Any) -> EmbeddingResult:
+    def run(
+        texts: typing.Sequence[str],
+        client_kwargs: dict[str, typing.Any] | None = None,
+        **kwargs: typing.Any,
+    ) -> EmbeddingResult:
         ckw = {"base_url": emulator.url, "max_retries": 2, **(client_kwargs or {})}
         ckw.setdefault("api_key", TEST_KEY)
         if request.param == "sync":
@@ -67,7 +73,9 @@ def _bodies(emulator: Emulator, path: str = NATIVE_PATH) -> list[dict[str, typin
     return [r.json for r in emulator.requests if r.path == path]
 
 
-def test_25_texts_on_v4_are_3_requests_of_at_most_10_in_input_order(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
+def test_25_texts_on_v4_are_3_requests_of_at_most_10_in_input_order(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
     result = embed(TEXTS, model="text-embedding-v4", text_type="document")
     bodies = _bodies(emulator)
     assert len(bodies) == 3
@@ -81,24 +89,44 @@ def test_25_texts_on_v4_are_3_requests_of_at_most_10_in_input_order(embed: typin
     for i in (0, 7, 13, 24):
         alone = embed([TEXTS[i]], model="text-embedding-v4", text_type="document").embeddings
         assert alone == [result.embeddings[i]]
-    assert all(math.isclose(math.fsum(x * x for x in v), 1.0, rel_tol=1e-6) for v in result.embeddings)
+    assert all(
+        math.isclose(math.fsum(x * x for x in v), 1.0, rel_tol=1e-6) for v in result.embeddings
+    )
 
 
-def test_v2_packs_25_per_request(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
+def test_v2_packs_25_per_request(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
     result = embed(TEXTS + TEXTS[:5], model="text-embedding-v2")
     assert [len(b["input"]["texts"]) for b in _bodies(emulator)] in ([15, 15],)
     assert result.embeddings is not None and {len(v) for v in result.embeddings} == {1536}
 
 
-def test_dimension_text_type_and_instruct_reach_the_wire(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
-    result = embed(["what is the refund policy?"], model="text-embedding-v4", dimension=256, text_type="query", instruct="Retrieve support articles")
+def test_dimension_text_type_and_instruct_reach_the_wire(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
+    result = embed(
+        ["what is the refund policy?"],
+        model="text-embedding-v4",
+        dimension=256,
+        text_type="query",
+        instruct="Retrieve support articles",
+    )
     (body,) = _bodies(emulator)
-    assert body["parameters"] == {"dimension": 256, "text_type": "query", "instruct": "Retrieve support articles"}
+    assert body["parameters"] == {
+        "dimension": 256,
+        "text_type": "query",
+        "instruct": "Retrieve support articles",
+    }
     assert result.embeddings is not None and len(result.embeddings[0]) == 256
 
 
-def test_dense_and_sparse_from_one_request(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
-    result = embed(["wind and rain", "sorrow"], model="text-embedding-v3", output_type="dense&sparse")
+def test_dense_and_sparse_from_one_request(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
+    result = embed(
+        ["wind and rain", "sorrow"], model="text-embedding-v3", output_type="dense&sparse"
+    )
     assert len(_bodies(emulator)) == 1
     assert result.embeddings is not None and len(result.embeddings) == 2
     assert result.sparse_embeddings is not None and len(result.sparse_embeddings) == 2
@@ -113,8 +141,15 @@ def test_sparse_only(embed: typing.Callable[..., EmbeddingResult]) -> None:
     assert result.sparse_embeddings is not None and len(result.sparse_embeddings[0]) >= 2
 
 
-def test_compatible_protocol(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
-    result = embed(TEXTS[:12], client_kwargs={"protocol": "compatible"}, model="text-embedding-v3", dimension=768)
+def test_compatible_protocol(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
+    result = embed(
+        TEXTS[:12],
+        client_kwargs={"protocol": "compatible"},
+        model="text-embedding-v3",
+        dimension=768,
+    )
     bodies = _bodies(emulator, COMPAT_PATH)
     assert len(bodies) == 2 and not _bodies(emulator)
     assert all(b["dimensions"] == 768 and b["encoding_format"] == "float" for b in bodies)
@@ -139,15 +174,24 @@ def test_client_running_usage_total(emulator: Emulator) -> None:
         assert client.usage.total_tokens == 0
 
 
-def test_429_then_200_is_retried_with_retry_after(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator, no_sleep: list[float]) -> None:
-    emulator.inject(429, "Throttling.RateQuota", "Requests rate limit exceeded.", headers={"retry-after": "0.25"})
+def test_429_then_200_is_retried_with_retry_after(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator, no_sleep: list[float]
+) -> None:
+    emulator.inject(
+        429,
+        "Throttling.RateQuota",
+        "Requests rate limit exceeded.",
+        headers={"retry-after": "0.25"},
+    )
     result = embed(["hello"], model="text-embedding-v4")
     assert result.embeddings is not None
     assert [r.status for r in emulator.requests] == [429, 200]
     assert no_sleep == [0.25]
 
 
-def test_500s_are_retried_per_request_without_resending_others(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator, no_sleep: list[float]) -> None:
+def test_500s_are_retried_per_request_without_resending_others(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator, no_sleep: list[float]
+) -> None:
     emulator.inject(500, "InternalError", "boom")
     result = embed(TEXTS, model="text-embedding-v4")
     assert result.embeddings is not None and len(result.embeddings) == 25
@@ -165,33 +209,47 @@ def test_retries_run_out(embed: typing.Callable[..., EmbeddingResult], emulator:
     assert len(emulator.requests) == 3  # 1 + max_retries=2
 
 
-def test_retry_after_beyond_the_cap_raises_at_once(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
+def test_retry_after_beyond_the_cap_raises_at_once(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
     emulator.inject(429, "Throttling", "slow down", headers={"retry-after": "600"})
     with pytest.raises(RateLimitError) as info:
         embed(["x"], model="text-embedding-v4")
     assert info.value.retry_after == 600 and len(emulator.requests) == 1
 
 
-def test_200_with_error_code_is_an_error(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
-    emulator.inject(200, None, "", body={"request_id": "r-200", "code": "InvalidParameter", "message": "reported under 200"})
+def test_200_with_error_code_is_an_error(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
+    emulator.inject(
+        200,
+        None,
+        "",
+        body={"request_id": "r-200", "code": "InvalidParameter", "message": "reported under 200"},
+    )
     with pytest.raises(BadRequestError, match="reported under 200") as info:
         embed(["x"], model="text-embedding-v4")
     assert info.value.request_id == "r-200" and len(emulator.requests) == 1
 
 
-def test_400_is_never_retried_and_no_partial_result(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
+def test_400_is_never_retried_and_no_partial_result(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
     emulator.inject(400, "InvalidParameter", "bad batch")
     with pytest.raises(BadRequestError):
         embed(TEXTS, model="text-embedding-v4", client_kwargs={"max_concurrency": 1})
-    assert [r.status for r in emulator.requests][0] == 400
-    assert len(emulator.requests) == 1  # stopped at the first failure, nothing re-sent
+    assert [r.status for r in emulator.requests] == [400]  # stopped at the first failure, nothing re-sent
 
 
-def test_wrong_key_is_authentication_error_without_the_key(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
+def test_wrong_key_is_authentication_error_without_the_key(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
     with pytest.raises(AuthenticationError) as info:
         embed(["x"], client_kwargs={"api_key": "sk-wrong-secret-999"}, model="text-embedding-v4")
     assert info.value.status_code == 401 and info.value.code == "InvalidApiKey"
-    assert "sk-wrong-secret-999" not in str(info.value) and "sk-wrong-secret-999" not in repr(info.value.body)
+    assert "sk-wrong-secret-999" not in str(info.value) and "sk-wrong-secret-999" not in repr(
+        info.value.body
+    )
     assert len(emulator.requests) == 1
     assert TEST_KEY not in repr(emulator.requests)
 
@@ -201,7 +259,9 @@ def test_unknown_model_is_not_found(embed: typing.Callable[..., EmbeddingResult]
         embed(["x"], model="text-embedding-v99")
 
 
-def test_bad_input_fails_before_sending(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
+def test_bad_input_fails_before_sending(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
     with pytest.raises(InvalidInputError, match="input 3 is an empty string"):
         embed(["a", "b", "c", "", "e"], model="text-embedding-v4")
     with pytest.raises(InvalidInputError, match="dimension 100"):
@@ -209,13 +269,18 @@ def test_bad_input_fails_before_sending(embed: typing.Callable[..., EmbeddingRes
     assert emulator.requests == []
 
 
-def test_empty_list_sends_nothing(embed: typing.Callable[..., EmbeddingResult], emulator: Emulator) -> None:
+def test_empty_list_sends_nothing(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
     result = embed([], model="text-embedding-v4")
     assert result.embeddings == [] and result.usage.requests == 0 and emulator.requests == []
 
 
 def test_connection_refused_is_retried_then_raised(no_sleep: list[float]) -> None:
-    with DashScopeClient(TEST_KEY, base_url="http://127.0.0.1:1", max_retries=2) as client, pytest.raises(APIConnectionError) as info:
+    with (
+        DashScopeClient(TEST_KEY, base_url="http://127.0.0.1:1", max_retries=2) as client,
+        pytest.raises(APIConnectionError) as info,
+    ):
         client.embed_texts(["x"])
     assert not isinstance(info.value, APITimeoutError)
     assert len(no_sleep) == 2 and TEST_KEY not in str(info.value)
@@ -223,11 +288,16 @@ def test_connection_refused_is_retried_then_raised(no_sleep: list[float]) -> Non
 
 def test_timeout_is_api_timeout_error() -> None:
     with Emulator(api_key=TEST_KEY, latency=1.0) as slow:
-        with DashScopeClient(TEST_KEY, base_url=slow.url, timeout=0.2, max_retries=0) as client, pytest.raises(APITimeoutError):
+        with (
+            DashScopeClient(TEST_KEY, base_url=slow.url, timeout=0.2, max_retries=0) as client,
+            pytest.raises(APITimeoutError),
+        ):
             client.embed_texts(["x"])
 
         async def go() -> None:
-            async with AsyncDashScopeClient(TEST_KEY, base_url=slow.url, timeout=0.2, max_retries=0) as client:
+            async with AsyncDashScopeClient(
+                TEST_KEY, base_url=slow.url, timeout=0.2, max_retries=0
+            ) as client:
                 await client.embed_texts(["x"])
 
         with pytest.raises(APITimeoutError):
@@ -239,12 +309,16 @@ def test_max_concurrency_bounds_requests_in_flight(kind: str) -> None:
     texts = [f"text {i}" for i in range(60)]  # 6 requests
     with Emulator(api_key=TEST_KEY, latency=0.05, max_in_flight=2) as emu:
         if kind == "sync":
-            with DashScopeClient(TEST_KEY, base_url=emu.url, max_concurrency=2, max_retries=0) as client:
+            with DashScopeClient(
+                TEST_KEY, base_url=emu.url, max_concurrency=2, max_retries=0
+            ) as client:
                 result = client.embed_texts(texts)
         else:
 
             async def go() -> EmbeddingResult:
-                async with AsyncDashScopeClient(TEST_KEY, base_url=emu.url, max_concurrency=2, max_retries=0) as client:
+                async with AsyncDashScopeClient(
+                    TEST_KEY, base_url=emu.url, max_concurrency=2, max_retries=0
+                ) as client:
                     return await client.embed_texts(texts)
 
             result = asyncio.run(go())
@@ -255,7 +329,9 @@ def test_max_concurrency_bounds_requests_in_flight(kind: str) -> None:
 def test_concurrency_above_the_servers_cap_is_throttled_and_retried(no_sleep: list[float]) -> None:
     texts = [f"text {i}" for i in range(80)]
     with Emulator(api_key=TEST_KEY, latency=0.05, max_in_flight=1) as emu:
-        with DashScopeClient(TEST_KEY, base_url=emu.url, max_concurrency=4, max_retries=20) as client:
+        with DashScopeClient(
+            TEST_KEY, base_url=emu.url, max_concurrency=4, max_retries=20
+        ) as client:
             result = client.embed_texts(texts)
         statuses = [r.status for r in emu.requests]
     assert 429 in statuses and statuses.count(200) == 8

@@ -22,13 +22,48 @@ def test_key_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "native", "compatible", "region"),
     [
-        ({}, "https://dashscope.aliyuncs.com/api/v1", "https://dashscope.aliyuncs.com/compatible-mode/v1", "cn-beijing"),
-        ({"region": "ap-southeast-1"}, "https://dashscope-intl.aliyuncs.com/api/v1", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "ap-southeast-1"),
-        ({"region": "cn-hongkong"}, "https://cn-hongkong.dashscope.aliyuncs.com/api/v1", "https://cn-hongkong.dashscope.aliyuncs.com/compatible-mode/v1", "cn-hongkong"),
-        ({"base_url": "http://127.0.0.1:9/"}, "http://127.0.0.1:9/api/v1", "http://127.0.0.1:9/compatible-mode/v1", "cn-beijing"),
-        ({"base_url": "http://127.0.0.1:9/api/v1"}, "http://127.0.0.1:9/api/v1", "http://127.0.0.1:9/compatible-mode/v1", "cn-beijing"),
-        ({"base_url": "http://127.0.0.1:9/compatible-mode/v1"}, "http://127.0.0.1:9/api/v1", "http://127.0.0.1:9/compatible-mode/v1", "cn-beijing"),
-        ({"base_url": "https://dashscope-intl.aliyuncs.com/api/v1"}, "https://dashscope-intl.aliyuncs.com/api/v1", "https://dashscope-intl.aliyuncs.com/compatible-mode/v1", "ap-southeast-1"),
+        (
+            {},
+            "https://dashscope.aliyuncs.com/api/v1",
+            "https://dashscope.aliyuncs.com/compatible-mode/v1",
+            "cn-beijing",
+        ),
+        (
+            {"region": "ap-southeast-1"},
+            "https://dashscope-intl.aliyuncs.com/api/v1",
+            "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            "ap-southeast-1",
+        ),
+        (
+            {"region": "cn-hongkong"},
+            "https://cn-hongkong.dashscope.aliyuncs.com/api/v1",
+            "https://cn-hongkong.dashscope.aliyuncs.com/compatible-mode/v1",
+            "cn-hongkong",
+        ),
+        (
+            {"base_url": "http://127.0.0.1:9/"},
+            "http://127.0.0.1:9/api/v1",
+            "http://127.0.0.1:9/compatible-mode/v1",
+            "cn-beijing",
+        ),
+        (
+            {"base_url": "http://127.0.0.1:9/api/v1"},
+            "http://127.0.0.1:9/api/v1",
+            "http://127.0.0.1:9/compatible-mode/v1",
+            "cn-beijing",
+        ),
+        (
+            {"base_url": "http://127.0.0.1:9/compatible-mode/v1"},
+            "http://127.0.0.1:9/api/v1",
+            "http://127.0.0.1:9/compatible-mode/v1",
+            "cn-beijing",
+        ),
+        (
+            {"base_url": "https://dashscope-intl.aliyuncs.com/api/v1"},
+            "https://dashscope-intl.aliyuncs.com/api/v1",
+            "https://dashscope-intl.aliyuncs.com/compatible-mode/v1",
+            "ap-southeast-1",
+        ),
     ],
 )
 def test_endpoints(kwargs: dict[str, str], native: str, compatible: str, region: str) -> None:
@@ -42,7 +77,9 @@ def test_env_base_urls_in_order() -> None:
     env["DASHSCOPE_BASE_URL"] = "http://127.0.0.1:1"
     assert resolve_endpoints(environ=env).native_base == "http://127.0.0.1:1/api/v1"
     # an explicit region beats the environment
-    assert resolve_endpoints(region="cn-beijing", environ=env).native_base.startswith("https://dashscope.")
+    assert resolve_endpoints(region="cn-beijing", environ=env).native_base.startswith(
+        "https://dashscope."
+    )
 
 
 def test_bad_region_and_url() -> None:
@@ -76,7 +113,9 @@ def test_key_never_in_repr_or_str() -> None:
     DashScopeClient(SECRET).close()
 
 
-@pytest.mark.parametrize("kwargs", [{"max_retries": -1}, {"max_concurrency": 0}, {"protocol": "grpc"}])
+@pytest.mark.parametrize(
+    "kwargs", [{"max_retries": -1}, {"max_concurrency": 0}, {"protocol": "grpc"}]
+)
 def test_bad_client_settings(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         DashScopeClient(SECRET, **kwargs)  # type: ignore[arg-type]

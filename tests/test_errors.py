@@ -23,7 +23,12 @@ from dashscope_embeddings._payloads import parse_error
         (400, "InvalidParameter", "batch size is invalid", BadRequestError),
         (400, "DataInspectionFailed", "inappropriate content", ContentRejectedError),
         (400, "data_inspection_failed", "", ContentRejectedError),
-        (400, "Arrearage", "Access denied, please make sure your account is in good standing.", PermissionDeniedError),
+        (
+            400,
+            "Arrearage",
+            "Access denied, please make sure your account is in good standing.",
+            PermissionDeniedError,
+        ),
         (401, "InvalidApiKey", "Invalid API-key provided.", AuthenticationError),
         (401, "invalid_api_key", "", AuthenticationError),
         (403, "AccessDenied.Unpurchased", "", PermissionDeniedError),
@@ -39,7 +44,9 @@ from dashscope_embeddings._payloads import parse_error
         (418, None, "teapot", APIStatusError),
     ],
 )
-def test_status_and_code_map_to_class(status: int, code: str | None, message: str, cls: type) -> None:
+def test_status_and_code_map_to_class(
+    status: int, code: str | None, message: str, cls: type
+) -> None:
     error = make_status_error(status, code=code, message=message, request_id="rid-1")
     assert type(error) is cls
     assert error.status_code == status and error.code == code and error.request_id == "rid-1"
@@ -47,7 +54,9 @@ def test_status_and_code_map_to_class(status: int, code: str | None, message: st
 
 def test_status_wins_over_a_misleading_code_family() -> None:
     # A real 400 whose code text starts with "InternalError" (dashscope-api.md §5.2).
-    error = make_status_error(400, code="InternalError.Algo.InvalidParameter", message="", request_id=None)
+    error = make_status_error(
+        400, code="InternalError.Algo.InvalidParameter", message="", request_id=None
+    )
     assert type(error) is BadRequestError
 
 
@@ -64,7 +73,12 @@ def test_parse_native_and_compatible_error_bodies() -> None:
     compat = parse_error(
         400,
         {
-            "error": {"message": "<400> InternalError.Algo.InvalidParameter: batch", "type": "InvalidParameter", "param": None, "code": "InvalidParameter"},
+            "error": {
+                "message": "<400> InternalError.Algo.InvalidParameter: batch",
+                "type": "InvalidParameter",
+                "param": None,
+                "code": "InvalidParameter",
+            },
             "id": "e1",
             "request_id": "e1",
         },
@@ -73,6 +87,8 @@ def test_parse_native_and_compatible_error_bodies() -> None:
         retry_after=None,
     )
     assert isinstance(compat, BadRequestError) and compat.code == "InvalidParameter"
-    raw = parse_error(502, None, text="<html>bad gateway</html>", header_request_id="h1", retry_after=2.0)
+    raw = parse_error(
+        502, None, text="<html>bad gateway</html>", header_request_id="h1", retry_after=2.0
+    )
     assert isinstance(raw, ServerError) and raw.request_id == "h1" and raw.retry_after == 2.0
     assert "bad gateway" in raw.message

@@ -30,7 +30,9 @@ class TestStandardUnit(EmbeddingsUnitTests):
         return {"model": "text-embedding-v4", "api_key": TEST_KEY}
 
     @property
-    def init_from_env_params(self) -> tuple[dict[str, str], dict[str, typing.Any], dict[str, typing.Any]]:
+    def init_from_env_params(
+        self,
+    ) -> tuple[dict[str, str], dict[str, typing.Any], dict[str, typing.Any]]:
         return (
             {"DASHSCOPE_API_KEY": TEST_KEY},
             {"model": "text-embedding-v3"},
@@ -59,7 +61,9 @@ def _bodies(emulator: Emulator) -> list[dict[str, typing.Any]]:
 def test_drop_in_constructor_arguments(emulator_env: Emulator) -> None:
     emb = DashScopeEmbeddings(model="text-embedding-v2", dashscope_api_key=TEST_KEY, max_retries=3)
     assert emb.model == "text-embedding-v2" and emb.max_retries == 3
-    assert emb.dashscope_api_key is not None and emb.dashscope_api_key.get_secret_value() == TEST_KEY
+    assert (
+        emb.dashscope_api_key is not None and emb.dashscope_api_key.get_secret_value() == TEST_KEY
+    )
     assert DashScopeEmbeddings().model == "text-embedding-v1"  # langchain_community's default
     assert len(emb.embed_query("hello")) == 1536
 
@@ -127,7 +131,13 @@ def test_errors_raise_not_empty_vectors(emulator_env: Emulator) -> None:
 
 def test_key_is_secret_everywhere(emulator_env: Emulator) -> None:
     emb = DashScopeEmbeddings(model="text-embedding-v4", api_key="sk-lc-secret-1")
-    for shown in (repr(emb), str(emb), str(emb.model_dump()), emb.model_dump_json(), repr(emb._embedder)):
+    for shown in (
+        repr(emb),
+        str(emb),
+        str(emb.model_dump()),
+        emb.model_dump_json(),
+        repr(emb._embedder),
+    ):
         assert "sk-lc-secret-1" not in shown
 
 
@@ -135,9 +145,17 @@ def test_in_memory_vector_store_round_trip(emulator_env: Emulator) -> None:
     store = InMemoryVectorStore(DashScopeEmbeddings(model="text-embedding-v4"))
     store.add_documents(
         [
-            Document(page_content="Refunds are issued within 30 days of purchase.", metadata={"id": "refund"}),
-            Document(page_content="Shipping takes three to five business days.", metadata={"id": "shipping"}),
-            Document(page_content="Our office is closed on public holidays.", metadata={"id": "office"}),
+            Document(
+                page_content="Refunds are issued within 30 days of purchase.",
+                metadata={"id": "refund"},
+            ),
+            Document(
+                page_content="Shipping takes three to five business days.",
+                metadata={"id": "shipping"},
+            ),
+            Document(
+                page_content="Our office is closed on public holidays.", metadata={"id": "office"}
+            ),
         ]
     )
     hits = store.similarity_search("how long do refunds take", k=1)

@@ -36,8 +36,17 @@ def test_is_a_base_embedding_with_the_old_defaults(emulator_env: Emulator) -> No
 
 
 def test_old_constructor_forms(emulator_env: Emulator) -> None:
-    emb = DashScopeEmbedding(DashScopeTextEmbeddingModels.TEXT_EMBEDDING_V3, DashScopeTextEmbeddingType.TEXT_TYPE_DOCUMENT, TEST_KEY, 10)
-    assert (emb.model_name, emb.text_type, emb.embed_batch_size) == ("text-embedding-v3", "document", 10)
+    emb = DashScopeEmbedding(
+        DashScopeTextEmbeddingModels.TEXT_EMBEDDING_V3,
+        DashScopeTextEmbeddingType.TEXT_TYPE_DOCUMENT,
+        TEST_KEY,
+        10,
+    )
+    assert (emb.model_name, emb.text_type, emb.embed_batch_size) == (
+        "text-embedding-v3",
+        "document",
+        10,
+    )
     assert len(emb.get_text_embedding("hello")) == 1024
 
 

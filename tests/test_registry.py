@@ -5,7 +5,10 @@ import dataclasses
 import pytest
 
 from dashscope_embeddings import MODELS, ModelSpec, get_model_spec, list_models
-from dashscope_embeddings._registry import DEFAULT_UNKNOWN_MAX_BATCH_SIZE, DEFAULT_UNKNOWN_MAX_TOKENS
+from dashscope_embeddings._registry import (
+    DEFAULT_UNKNOWN_MAX_BATCH_SIZE,
+    DEFAULT_UNKNOWN_MAX_TOKENS,
+)
 
 
 @pytest.mark.parametrize("spec", list(MODELS.values()), ids=lambda s: s.name)
@@ -44,7 +47,16 @@ def test_text_models_match_the_reference(
 
 
 def test_v4_dimensions_and_v3_safe_set() -> None:
-    assert get_model_spec("text-embedding-v4").dimensions == (2048, 1536, 1024, 768, 512, 256, 128, 64)
+    assert get_model_spec("text-embedding-v4").dimensions == (
+        2048,
+        1536,
+        1024,
+        768,
+        512,
+        256,
+        128,
+        64,
+    )
     assert set(get_model_spec("text-embedding-v3").dimensions) == {1024, 768, 512}
     assert get_model_spec("text-embedding-v2").fixed_dimension
 
