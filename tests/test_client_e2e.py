@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import time
 import typing
 
 import pytest
@@ -238,7 +239,9 @@ def test_400_is_never_retried_and_no_partial_result(
     emulator.inject(400, "InvalidParameter", "bad batch")
     with pytest.raises(BadRequestError):
         embed(TEXTS, model="text-embedding-v4", client_kwargs={"max_concurrency": 1})
-    assert [r.status for r in emulator.requests] == [400]  # stopped at the first failure, nothing re-sent
+    assert [r.status for r in emulator.requests] == [
+        400
+    ]  # stopped at the first failure, nothing re-sent
 
 
 def test_wrong_key_is_authentication_error_without_the_key(
@@ -326,15 +329,25 @@ def test_max_concurrency_bounds_requests_in_flight(kind: str) -> None:
         assert result.embeddings is not None and len(result.embeddings) == 60
 
 
-def test_concurrency_above_the_servers_cap_is_throttled_and_retried(no_sleep: list[float]) -> None:
+def test_concurrency_above_the_servers_cap_is_throttled_and_retried(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    waits: list[float] = []
+
+    def scaled_sleep(delay: float) -> None:  # real backoff, ten times shorter
+        waits.append(delay)
+        time.sleep(delay / 10)
+
+    monkeypatch.setattr("dashscope_embeddings._client._sleep", scaled_sleep)
     texts = [f"text {i}" for i in range(80)]
     with Emulator(api_key=TEST_KEY, latency=0.05, max_in_flight=1) as emu:
         with DashScopeClient(
-            TEST_KEY, base_url=emu.url, max_concurrency=4, max_retries=20
+            TEST_KEY, base_url=emu.url, max_concurrency=2, max_retries=10
         ) as client:
             result = client.embed_texts(texts)
         statuses = [r.status for r in emu.requests]
     assert 429 in statuses and statuses.count(200) == 8
+    assert len(waits) == statuses.count(429)
     assert result.embeddings is not None and len(result.embeddings) == 80
 
 
