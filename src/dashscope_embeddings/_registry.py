@@ -185,9 +185,15 @@ _SPECS: tuple[ModelSpec, ...] = (
         batch_price_cny_per_1k=0.00035,
     ),
     # Only the names are documented (§4, §10 item 9): conservative limits of an unknown model,
-    # dimensions unchecked, no sparse or instruct until a page says otherwise.
-    ModelSpec(name="qwen3.7-text-embedding", supports_batch_api=True),
-    ModelSpec(name="qwen3.7-text-embedding-flash", supports_batch_api=True),
+    # dimensions unchecked, no sparse or instruct until a page says otherwise. The Batch API
+    # lists them, and its lines are OpenAI-compatible /v1/embeddings bodies, so the compatible
+    # endpoint is taken to serve them too (inferred, not stated).
+    ModelSpec(
+        name="qwen3.7-text-embedding", supports_compatible_mode=True, supports_batch_api=True
+    ),
+    ModelSpec(
+        name="qwen3.7-text-embedding-flash", supports_compatible_mode=True, supports_batch_api=True
+    ),
     # --- asynchronous file tasks (§7a): max_batch_size counts lines of one input file ---
     ModelSpec(
         name="text-embedding-async-v2",
