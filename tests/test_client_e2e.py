@@ -369,3 +369,22 @@ def test_workspace_header_is_sent(emulator: Emulator) -> None:
     (req,) = emulator.requests
     assert req.headers["x-dashscope-workspace"] == "ws-42"
     assert req.headers["authorization"] == "<redacted>"
+
+
+def test_compatible_protocol_refuses_text_type(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
+    with pytest.raises(InvalidInputError, match="text_type needs the native endpoint"):
+        embed(["x"], client_kwargs={"protocol": "compatible"}, text_type="query")
+    assert emulator.requests == []
+
+
+def test_key_never_in_logs(
+    emulator: Emulator, caplog: pytest.LogCaptureFixture, no_sleep: list[float]
+) -> None:
+    emulator.inject(500, "InternalError", "boom")
+    with caplog.at_level("DEBUG"), DashScopeClient(TEST_KEY, base_url=emulator.url) as client:
+        client.embed_texts(["x"])
+    assert any("retrying" in r.getMessage() for r in caplog.records)
+    assert all(TEST_KEY not in r.getMessage() for r in caplog.records)
+    assert TEST_KEY not in caplog.text

@@ -162,3 +162,14 @@ def test_in_memory_vector_store_round_trip(emulator_env: Emulator) -> None:
     assert hits[0].metadata["id"] == "refund"
     hits = asyncio.run(store.asimilarity_search("shipping days", k=1))
     assert hits[0].metadata["id"] == "shipping"
+
+
+def test_compatible_protocol_embeds_queries_without_text_type(emulator_env: Emulator) -> None:
+    emb = DashScopeEmbeddings(model="text-embedding-v4", protocol="compatible", dimension=256)
+    assert len(emb.embed_query("hello")) == 256
+    assert len(emb.embed_documents(["a", "b"])) == 2
+    (q, d) = [r.json for r in emulator_env.requests]
+    assert "text_type" not in q and "text_type" not in d
+    assert all(r.path == "/compatible-mode/v1/embeddings" for r in emulator_env.requests)
+    with pytest.raises(ValueError, match="instruct needs the native endpoint"):
+        DashScopeEmbeddings(model="text-embedding-v4", protocol="compatible", instruct="Find")

@@ -119,3 +119,10 @@ def test_vector_store_index_round_trip(emulator_env: Emulator) -> None:
     index = VectorStoreIndex(nodes, embed_model=DashScopeEmbedding(model_name="text-embedding-v4"))
     hits = index.as_retriever(similarity_top_k=1).retrieve("how long do refunds take")
     assert hits[0].node.node_id == "refund"
+
+
+def test_compatible_protocol_refuses_query_text_type(emulator_env: Emulator) -> None:
+    with pytest.raises(ValueError, match="needs the native endpoint"):
+        DashScopeEmbedding(model_name="text-embedding-v4", protocol="compatible", text_type="query")
+    emb = DashScopeEmbedding(model_name="text-embedding-v4", protocol="compatible")
+    assert len(emb.get_query_embedding("q")) == 1024

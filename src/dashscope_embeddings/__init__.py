@@ -8,7 +8,8 @@ Framework adapters live in :mod:`dashscope_embeddings.langchain` and
 :mod:`dashscope_embeddings.llama_index`; importing this package never imports a framework.
 """
 
-from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient, Protocol
+from dashscope_embeddings._base import ClientOptions, Protocol
+from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
 from dashscope_embeddings._config import ConfigurationError
 from dashscope_embeddings._errors import (
     APIConnectionError,
@@ -41,6 +42,7 @@ __all__ = [
     "AsyncDashScopeClient",
     "AuthenticationError",
     "BadRequestError",
+    "ClientOptions",
     "ConfigurationError",
     "ContentRejectedError",
     "DashScopeClient",

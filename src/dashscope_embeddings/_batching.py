@@ -80,6 +80,21 @@ def check_options(
             f"{spec.name} is a {spec.endpoint.replace('_', ' ')} model, not served by the "
             "text embedding endpoint"
         )
+    if compatible:
+        if not spec.supports_compatible_mode and spec.known:
+            raise InvalidInputError(
+                f"{spec.name} is not served on the OpenAI-compatible endpoint; use the native one"
+            )
+        for name, value in (("text_type", text_type), ("instruct", instruct)):
+            if value is not None:
+                raise InvalidInputError(
+                    f"{name} needs the native endpoint; the OpenAI-compatible one has no such "
+                    "field and embeds queries and documents alike"
+                )
+        if output_type != "dense":
+            raise InvalidInputError(
+                "sparse output needs the native endpoint; the OpenAI-compatible one is dense only"
+            )
     if dimension is not None:
         if isinstance(dimension, bool) or not isinstance(dimension, int) or dimension < 1:
             raise InvalidInputError(f"dimension must be a positive int, got {dimension!r}")
@@ -106,19 +121,6 @@ def check_options(
             )
         if not instruct.strip():
             raise InvalidInputError("instruct must be a non-empty string")
-    if compatible:
-        if not spec.supports_compatible_mode and spec.known:
-            raise InvalidInputError(
-                f"{spec.name} is not served on the OpenAI-compatible endpoint; use the native one"
-            )
-        if output_type != "dense":
-            raise InvalidInputError(
-                "sparse output needs the native endpoint; the OpenAI-compatible one is dense only"
-            )
-        if instruct is not None:
-            raise InvalidInputError(
-                "instruct needs the native endpoint; the OpenAI-compatible one has no such field"
-            )
 
 
 def plan_batches(count: int, max_batch_size: int) -> list[range]:

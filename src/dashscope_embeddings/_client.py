@@ -1,17 +1,13 @@
-"""The core client: one request path, sync and async, over httpx.
+"""The core client's I/O: the sync and async send loops and their fan-out, over httpx.
 
-Everything that does no I/O lives in :class:`_BaseClient` (settings, planning, parsing, retry
-decisions, usage); :class:`DashScopeClient` and :class:`AsyncDashScopeClient` add only their
-send loops and fan-out.
+Everything without I/O (settings, planning, parsing, retry decisions, usage) lives in
+:class:`~dashscope_embeddings._base.BaseClient`; these two classes add only what differs.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import json
-import logging
-import platform
 import threading
 import time
 import typing
@@ -21,256 +17,29 @@ from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
+from typing_extensions import Unpack
 
-from dashscope_embeddings._batching import check_options, check_texts, plan_batches
-from dashscope_embeddings._config import resolve_api_key, resolve_endpoints
-from dashscope_embeddings._constants import (
-    COMPATIBLE_EMBEDDINGS_PATH,
-    DEFAULT_CONNECT_TIMEOUT_S,
-    DEFAULT_MAX_CONCURRENCY,
-    DEFAULT_MAX_RETRIES,
-    DEFAULT_TIMEOUT_S,
-    TEXT_EMBEDDING_PATH,
+from dashscope_embeddings._base import (
+    BaseClient,
+    Call,
+    ClientOptions,
+    Protocol,
+    Request,
+    transport_error,
 )
-from dashscope_embeddings._errors import (
-    APIConnectionError,
-    APIError,
-    APIStatusError,
-    APITimeoutError,
-)
-from dashscope_embeddings._payloads import (
-    BatchOutput,
-    body_error_code,
-    compatible_body,
-    decode_json,
-    native_text_body,
-    parse_compatible,
-    parse_error,
-    parse_native_text,
-)
-from dashscope_embeddings._registry import ModelSpec, get_model_spec
-from dashscope_embeddings._retry import parse_retry_after, retry_delay, should_retry
-from dashscope_embeddings._tokens import TokenCounter
-from dashscope_embeddings._types import EmbeddingResult, OutputType, SparseVector, TextType, Usage
-from dashscope_embeddings._usage import UsageTracker, usage_for
-from dashscope_embeddings._version import __version__
+from dashscope_embeddings._errors import APIError, APIStatusError
+from dashscope_embeddings._payloads import BatchOutput
+from dashscope_embeddings._registry import ModelSpec
+from dashscope_embeddings._types import EmbeddingResult, OutputType, TextType
 
-__all__ = ["AsyncDashScopeClient", "DashScopeClient", "Protocol"]
-
-logger = logging.getLogger("dashscope_embeddings")
-
-Protocol = typing.Literal["native", "compatible"]
-TimeoutTypes = typing.Union[float, httpx.Timeout, None]  # noqa: UP007 (runtime alias, py3.10)
+__all__ = ["AsyncDashScopeClient", "DashScopeClient"]
 
 # Backoff waits go through these names, so tests can record them instead of sleeping.
 _sleep = time.sleep
 _async_sleep = asyncio.sleep
 
-_USER_AGENT = (
-    f"dashscope-embeddings/{__version__} "
-    f"python/{platform.python_version()} httpx/{httpx.__version__}"
-)
 
-
-@dataclass(frozen=True)
-class _Request:
-    url: str
-    content: bytes
-    indices: range
-
-
-@dataclass(frozen=True)
-class _Call:
-    spec: ModelSpec
-    protocol: Protocol
-    output_type: OutputType
-    expected_dimension: int | None
-    requests: list[_Request]
-
-
-def _timeout(timeout: TimeoutTypes) -> httpx.Timeout:
-    if isinstance(timeout, httpx.Timeout):
-        return timeout
-    if timeout is None:
-        return httpx.Timeout(None)
-    return httpx.Timeout(timeout, connect=min(DEFAULT_CONNECT_TIMEOUT_S, timeout))
-
-
-class _BaseClient:
-    def __init__(
-        self,
-        api_key: str | SecretStr | None = None,
-        *,
-        region: str | None = None,
-        base_url: str | None = None,
-        workspace: str | None = None,
-        protocol: Protocol = "native",
-        max_retries: int = DEFAULT_MAX_RETRIES,
-        timeout: TimeoutTypes = DEFAULT_TIMEOUT_S,
-        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
-        token_counter: TokenCounter | None = None,
-    ) -> None:
-        if protocol not in ("native", "compatible"):
-            raise ValueError(f"protocol must be 'native' or 'compatible', got {protocol!r}")
-        if max_retries < 0:
-            raise ValueError("max_retries must be >= 0")
-        if max_concurrency < 1:
-            raise ValueError("max_concurrency must be >= 1")
-        self._api_key = resolve_api_key(api_key)
-        self.endpoints = resolve_endpoints(region=region, base_url=base_url, workspace=workspace)
-        self.protocol: Protocol = protocol
-        self.max_retries = max_retries
-        self.max_concurrency = max_concurrency
-        self.timeout = _timeout(timeout)
-        self.token_counter = token_counter
-        self._usage = UsageTracker()
-
-    def __repr__(self) -> str:
-        return (
-            f"{type(self).__name__}(base_url={self.endpoints.native_base!r}, "
-            f"region={self.endpoints.region!r}, protocol={self.protocol!r})"
-        )
-
-    @property
-    def usage(self) -> Usage:
-        """Tokens and estimated cost of every successful request this client has sent."""
-        return self._usage.total
-
-    def reset_usage(self) -> None:
-        """Start the running usage total from zero."""
-        self._usage.reset()
-
-    def _headers(self) -> dict[str, str]:
-        headers = {
-            "Authorization": f"Bearer {self._api_key.get_secret_value()}",
-            "Content-Type": "application/json",
-            "Accept": "application/json",
-            "User-Agent": _USER_AGENT,
-        }
-        if self.endpoints.workspace:
-            headers["X-DashScope-WorkSpace"] = self.endpoints.workspace
-        return headers
-
-    def _plan(
-        self,
-        texts: Sequence[str],
-        *,
-        model: str | ModelSpec,
-        dimension: int | None,
-        text_type: TextType | None,
-        output_type: OutputType,
-        instruct: str | None,
-        protocol: Protocol | None,
-    ) -> _Call:
-        spec = get_model_spec(model)
-        protocol = protocol or self.protocol
-        compatible = protocol == "compatible"
-        check_options(
-            spec,
-            dimension=dimension,
-            text_type=text_type,
-            output_type=output_type,
-            instruct=instruct,
-            compatible=compatible,
-        )
-        check_texts(texts, spec, token_counter=self.token_counter)
-        requests = []
-        for indices in plan_batches(len(texts), spec.max_batch_size):
-            chunk = [texts[i] for i in indices]
-            if compatible:
-                url = self.endpoints.compatible_base + COMPATIBLE_EMBEDDINGS_PATH
-                body = compatible_body(spec.name, chunk, dimension=dimension)
-            else:
-                url = self.endpoints.native_base + TEXT_EMBEDDING_PATH
-                body = native_text_body(
-                    spec.name,
-                    chunk,
-                    dimension=dimension,
-                    text_type=text_type,
-                    output_type=output_type,
-                    instruct=instruct,
-                )
-            content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-            requests.append(_Request(url, content, indices))
-        expected = dimension or spec.default_dimension
-        return _Call(spec, protocol, output_type, expected, requests)
-
-    def _parse(self, call: _Call, request: _Request, response: httpx.Response) -> BatchOutput:
-        """Turn one answer into a batch output, or raise its typed error."""
-        header_id = response.headers.get("x-request-id")
-        payload = decode_json(response.content)
-        if response.status_code >= 400 or body_error_code(payload) is not None:
-            raise parse_error(
-                response.status_code,
-                payload,
-                text=response.text,
-                header_request_id=header_id,
-                retry_after=parse_retry_after(response.headers),
-            )
-        count = len(request.indices)
-        if call.protocol == "compatible":
-            output = parse_compatible(
-                payload, count, expected_dimension=call.expected_dimension, request_id=header_id
-            )
-        else:
-            output = parse_native_text(
-                payload,
-                count,
-                output_type=call.output_type,
-                expected_dimension=call.expected_dimension,
-                request_id=header_id,
-            )
-        self._usage.add(usage_for(call.spec, output.total_tokens, 1, self.endpoints.region))
-        return output
-
-    def _retry_wait(
-        self, attempt: int, error: APIError, headers: typing.Mapping[str, str] | None
-    ) -> float | None:
-        """Seconds to wait before sending again, or ``None`` to raise ``error`` now."""
-        if attempt >= self.max_retries:
-            return None
-        if isinstance(error, APIStatusError):
-            if not should_retry(error, headers or {}):
-                return None
-            delay = retry_delay(attempt, error.retry_after)
-        elif isinstance(error, APIConnectionError):
-            delay = retry_delay(attempt)
-        else:
-            return None
-        if delay is not None:
-            logger.info(
-                "retrying in %.2fs (attempt %d of %d) after %s",
-                delay,
-                attempt + 1,
-                self.max_retries,
-                error,
-            )
-        return delay
-
-    def _finish(self, call: _Call, outputs: Sequence[BatchOutput]) -> EmbeddingResult:
-        dense: list[list[float]] | None = None
-        sparse: list[SparseVector] | None = None
-        if call.output_type != "sparse":
-            dense = [vector for out in outputs for vector in (out.dense or ())]
-        if call.output_type != "dense":
-            sparse = [vector for out in outputs for vector in (out.sparse or ())]
-        tokens = sum(out.total_tokens for out in outputs)
-        return EmbeddingResult(
-            model=call.spec.name,
-            embeddings=dense,
-            sparse_embeddings=sparse,
-            usage=usage_for(call.spec, tokens, len(outputs), self.endpoints.region),
-            request_ids=tuple(out.request_id or "" for out in outputs),
-        )
-
-
-def _transport_error(exc: httpx.TransportError, url: str) -> APIConnectionError:
-    if isinstance(exc, httpx.TimeoutException):
-        return APITimeoutError(f"no answer in time from {url} ({type(exc).__name__})")
-    return APIConnectionError(f"could not reach {url}: {type(exc).__name__}: {exc}")
-
-
-class DashScopeClient(_BaseClient):
+class DashScopeClient(BaseClient):
     """Synchronous client for the DashScope text embedding endpoints.
 
     >>> client = DashScopeClient()  # key from DASHSCOPE_API_KEY, region cn-beijing
@@ -300,9 +69,9 @@ class DashScopeClient(_BaseClient):
         api_key: str | SecretStr | None = None,
         *,
         http_client: httpx.Client | None = None,
-        **kwargs: typing.Any,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(api_key, **kwargs)
+        super().__init__(api_key, options)
         self._owns_http = http_client is None
         self._http = http_client or httpx.Client(
             timeout=self.timeout,
@@ -366,7 +135,7 @@ class DashScopeClient(_BaseClient):
                 )
             return self._pool
 
-    def _send(self, call: _Call, request: _Request) -> BatchOutput:
+    def _send(self, call: Call, request: Request) -> BatchOutput:
         for attempt in range(self.max_retries + 1):
             headers: httpx.Headers | None = None
             try:
@@ -379,7 +148,7 @@ class DashScopeClient(_BaseClient):
                 headers = response.headers
                 return self._parse(call, request, response)
             except httpx.TransportError as exc:
-                error: APIError = _transport_error(exc, request.url)
+                error: APIError = transport_error(exc, request.url)
                 error.__cause__ = exc
             except APIStatusError as exc:
                 error = exc
@@ -430,7 +199,7 @@ async def _all_or_nothing(coros: Sequence[Awaitable[BatchOutput]]) -> list[Batch
             await asyncio.gather(*pending, return_exceptions=True)
 
 
-class AsyncDashScopeClient(_BaseClient):
+class AsyncDashScopeClient(BaseClient):
     """Asynchronous twin of :class:`DashScopeClient`: same arguments, ``await`` the calls.
 
     >>> async with AsyncDashScopeClient() as client:
@@ -446,9 +215,9 @@ class AsyncDashScopeClient(_BaseClient):
         api_key: str | SecretStr | None = None,
         *,
         http_client: httpx.AsyncClient | None = None,
-        **kwargs: typing.Any,
+        **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(api_key, **kwargs)
+        super().__init__(api_key, options)
         self._injected = http_client
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
@@ -493,7 +262,7 @@ class AsyncDashScopeClient(_BaseClient):
         outputs = await _all_or_nothing([self._send(state, call, r) for r in call.requests])
         return self._finish(call, outputs)
 
-    async def _send(self, state: _LoopState, call: _Call, request: _Request) -> BatchOutput:
+    async def _send(self, state: _LoopState, call: Call, request: Request) -> BatchOutput:
         async with state.semaphore:
             for attempt in range(self.max_retries + 1):
                 headers: httpx.Headers | None = None
@@ -507,7 +276,7 @@ class AsyncDashScopeClient(_BaseClient):
                     headers = response.headers
                     return self._parse(call, request, response)
                 except httpx.TransportError as exc:
-                    error: APIError = _transport_error(exc, request.url)
+                    error: APIError = transport_error(exc, request.url)
                     error.__cause__ = exc
                 except APIStatusError as exc:
                     error = exc

@@ -14,15 +14,16 @@ from collections.abc import Sequence
 import httpx
 from pydantic import SecretStr
 
+from dashscope_embeddings._base import Protocol
 from dashscope_embeddings._batching import check_options
-from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient, Protocol
+from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
 from dashscope_embeddings._config import resolve_api_key
 from dashscope_embeddings._constants import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
     DEFAULT_TIMEOUT_S,
 )
-from dashscope_embeddings._errors import ResponseValidationError
+from dashscope_embeddings._errors import InvalidInputError, ResponseValidationError
 from dashscope_embeddings._registry import ModelSpec, get_model_spec
 from dashscope_embeddings._types import EmbeddingResult, TextType, Usage
 
@@ -73,9 +74,19 @@ class TextEmbedder:
         overrides = {"max_batch_size": max_batch_size} if max_batch_size is not None else {}
         self.spec = get_model_spec(model, **overrides)
         compatible = protocol == "compatible"
+        if compatible:
+            # The OpenAI-compatible endpoint has no text_type: everything is embedded as the
+            # service's default, "document". Asking for anything else there is an error.
+            if document_text_type not in (None, "document"):
+                raise InvalidInputError(
+                    f"text_type={document_text_type!r} needs the native endpoint; the "
+                    "OpenAI-compatible one embeds everything as documents"
+                )
+            document_text_type = None
+        query_text_type: TextType | None = None if compatible else "query"
         sides: tuple[tuple[TextType | None, str | None], ...] = (
             (document_text_type, None),
-            ("query", instruct),
+            (query_text_type, instruct),
         )
         for text_type, instruction in sides:
             check_options(
@@ -90,6 +101,7 @@ class TextEmbedder:
         if self._api_key is None:
             resolve_api_key(None)  # fail now, not at the first call, when the env has no key
         self.document_text_type = document_text_type
+        self.query_text_type = query_text_type
         self.dimension = dimension
         self.instruct = instruct
         self._client_kwargs: dict[str, typing.Any] = {
@@ -160,7 +172,7 @@ class TextEmbedder:
         return {
             "model": self.spec,
             "dimension": self.dimension,
-            "text_type": "query",
+            "text_type": self.query_text_type,
             "instruct": self.instruct,
         }
 

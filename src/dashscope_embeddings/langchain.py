@@ -26,7 +26,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
 
-from dashscope_embeddings._client import Protocol
+from dashscope_embeddings._base import Protocol
 from dashscope_embeddings._constants import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S
 from dashscope_embeddings._embedder import TextEmbedder
 from dashscope_embeddings._types import Usage
