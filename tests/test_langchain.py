@@ -173,3 +173,10 @@ def test_compatible_protocol_embeds_queries_without_text_type(emulator_env: Emul
     assert all(r.path == "/compatible-mode/v1/embeddings" for r in emulator_env.requests)
     with pytest.raises(ValueError, match="instruct needs the native endpoint"):
         DashScopeEmbeddings(model="text-embedding-v4", protocol="compatible", instruct="Find")
+
+
+def test_close_releases_and_reopens(emulator_env: Emulator) -> None:
+    emb = DashScopeEmbeddings(model="text-embedding-v4")
+    first = emb.embed_query("hello")
+    emb.close()
+    assert emb.embed_query("hello") == first

@@ -126,3 +126,17 @@ def test_compatible_protocol_refuses_query_text_type(emulator_env: Emulator) -> 
         DashScopeEmbedding(model_name="text-embedding-v4", protocol="compatible", text_type="query")
     emb = DashScopeEmbedding(model_name="text-embedding-v4", protocol="compatible")
     assert len(emb.get_query_embedding("q")) == 1024
+
+
+def test_serialisation_round_trip(emulator_env: Emulator) -> None:
+    emb = DashScopeEmbedding(
+        model_name="text-embedding-v4", dimension=512, text_type="query", max_concurrency=2
+    )
+    clone = DashScopeEmbedding.from_dict(emb.to_dict())
+    assert (clone.model_name, clone.dimension, clone.text_type, clone.max_concurrency) == (
+        "text-embedding-v4",
+        512,
+        "query",
+        2,
+    )
+    assert clone.get_text_embedding("x") == emb.get_text_embedding("x")

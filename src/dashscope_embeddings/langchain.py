@@ -24,17 +24,14 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
         'pip install "dashscope-embeddings[langchain]"'
     ) from exc
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
-from dashscope_embeddings._base import Protocol
-from dashscope_embeddings._constants import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S
-from dashscope_embeddings._embedder import TextEmbedder
-from dashscope_embeddings._types import Usage
+from dashscope_embeddings._settings import EmbeddingSettings
 
 __all__ = ["DashScopeEmbeddings"]
 
 
-class DashScopeEmbeddings(BaseModel, Embeddings):
+class DashScopeEmbeddings(EmbeddingSettings, Embeddings):
     """DashScope (Alibaba Cloud Model Studio) text embedding models for LangChain.
 
     Documents are sent with ``text_type="document"``, queries with ``text_type="query"``
@@ -62,6 +59,10 @@ class DashScopeEmbeddings(BaseModel, Embeddings):
 
     Cost:
         ``embeddings.usage`` holds the tokens and estimated price of all calls so far.
+
+    Other options (shared with the LlamaIndex adapter): ``dimension``, ``instruct``,
+    ``region``, ``base_url``, ``workspace``, ``protocol``, ``timeout``, ``max_concurrency``,
+    ``max_batch_size``.
     """
 
     model_config = ConfigDict(
@@ -79,59 +80,23 @@ class DashScopeEmbeddings(BaseModel, Embeddings):
     1. ``api_key`` / ``dashscope_api_key`` argument;
     2. the ``DASHSCOPE_API_KEY`` environment variable."""
     max_retries: int = Field(default=5, ge=0)
-    """Retries per request on 429, 5xx and transport errors (never on 4xx input errors)."""
-    dimension: int | None = None
-    """Output size (text-embedding-v3/v4); ``None`` for the model's default."""
-    instruct: str | None = None
-    """Task instruction sent with queries only (text-embedding-v4)."""
-    region: str | None = None
-    """``cn-beijing`` (default), ``ap-southeast-1`` or ``cn-hongkong``; keys are region-bound."""
-    base_url: str | None = None
-    """Explicit host or base URL, overriding ``region``; else ``DASHSCOPE_BASE_URL`` /
-    ``DASHSCOPE_HTTP_BASE_URL`` from the environment."""
-    workspace: str | None = None
-    """Workspace id sent as ``X-DashScope-WorkSpace``."""
-    protocol: Protocol = "native"
-    """``native`` (text_type, instruct) or ``compatible`` (OpenAI-compatible endpoint; dense,
-    no text_type)."""
-    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1)
-    """Requests in flight at once."""
-    timeout: float | None = Field(default=DEFAULT_TIMEOUT_S, gt=0)
-    """Seconds per request; ``None`` waits forever."""
-    max_batch_size: int | None = Field(default=None, ge=1)
-    """Override the registry's texts-per-request cap, for a model the registry lacks."""
+    """Retries per request on 429, 5xx and transport errors (never on 4xx input errors); 5 as
+    in ``langchain_community``."""
     http_client: typing.Any = Field(default=None, exclude=True)
     """Your own ``httpx.Client`` (proxies, custom TLS); never closed by this class."""
     http_async_client: typing.Any = Field(default=None, exclude=True)
     """Your own ``httpx.AsyncClient``; never closed by this class."""
 
-    _embedder: TextEmbedder = PrivateAttr()
-
     @model_validator(mode="after")
     def _build(self) -> DashScopeEmbeddings:
-        self._embedder = TextEmbedder(
+        self._make_embedder(
             self.model,
-            api_key=self.dashscope_api_key,
-            document_text_type="document",
-            dimension=self.dimension,
-            instruct=self.instruct,
-            max_batch_size=self.max_batch_size,
-            region=self.region,
-            base_url=self.base_url,
-            workspace=self.workspace,
-            protocol=self.protocol,
-            max_retries=self.max_retries,
-            timeout=self.timeout,
-            max_concurrency=self.max_concurrency,
+            self.dashscope_api_key,
+            "document",
             http_client=self.http_client,
             async_http_client=self.http_async_client,
         )
         return self
-
-    @property
-    def usage(self) -> Usage:
-        """Tokens and estimated cost of every call so far."""
-        return self._embedder.usage
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents for storage; one vector per text, in input order."""

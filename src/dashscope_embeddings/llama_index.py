@@ -21,17 +21,15 @@ from enum import Enum
 
 try:
     from llama_index.core.base.embeddings.base import BaseEmbedding
-    from llama_index.core.bridge.pydantic import ConfigDict, Field, PrivateAttr, SecretStr
+    from llama_index.core.bridge.pydantic import ConfigDict, Field, SecretStr
 except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
     raise ImportError(
         "dashscope_embeddings.llama_index needs llama-index-core: "
         'pip install "dashscope-embeddings[llama-index]"'
     ) from exc
 
-from dashscope_embeddings._base import Protocol
-from dashscope_embeddings._constants import DEFAULT_MAX_CONCURRENCY, DEFAULT_TIMEOUT_S
-from dashscope_embeddings._embedder import TextEmbedder
-from dashscope_embeddings._types import TextType, Usage
+from dashscope_embeddings._settings import EmbeddingSettings
+from dashscope_embeddings._types import TextType
 
 __all__ = [
     "DashScopeBatchTextEmbeddingModels",
@@ -64,7 +62,7 @@ class DashScopeBatchTextEmbeddingModels(str, Enum):
     TEXT_EMBEDDING_ASYNC_V2 = "text-embedding-async-v2"
 
 
-class DashScopeEmbedding(BaseEmbedding):
+class DashScopeEmbedding(BaseEmbedding, EmbeddingSettings):
     """DashScope (Alibaba Cloud Model Studio) text embeddings for LlamaIndex.
 
     >>> from dashscope_embeddings.llama_index import DashScopeEmbedding
@@ -81,7 +79,9 @@ class DashScopeEmbedding(BaseEmbedding):
         text_type: ``text_type`` of texts (nodes); queries always use ``query``.
         api_key: API key; defaults to ``DASHSCOPE_API_KEY``.
         embed_batch_size: Texts per LlamaIndex batch.
-        **kwargs: Any other field below, e.g. ``dimension``, ``region``, ``base_url``.
+        **kwargs: ``dimension``, ``instruct``, ``region``, ``base_url``, ``workspace``,
+            ``protocol``, ``max_retries`` (default 2), ``timeout``, ``max_concurrency``,
+            ``max_batch_size``, and LlamaIndex's own ``num_workers``, ``callback_manager``...
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -90,22 +90,6 @@ class DashScopeEmbedding(BaseEmbedding):
     api_key: SecretStr | None = Field(
         default=None, exclude=True, description="API key; DASHSCOPE_API_KEY if unset."
     )
-    dimension: int | None = Field(default=None, description="Output size; model default if None.")
-    instruct: str | None = Field(default=None, description="Instruction for queries (v4).")
-    region: str | None = Field(
-        default=None, description="cn-beijing (default), ap-southeast-1 or cn-hongkong."
-    )
-    base_url: str | None = Field(default=None, description="Explicit host or base URL.")
-    workspace: str | None = Field(default=None, description="X-DashScope-WorkSpace value.")
-    protocol: Protocol = Field(default="native", description="native or compatible.")
-    max_retries: int = Field(default=2, ge=0, description="Retries per request on 429/5xx.")
-    timeout: float | None = Field(default=DEFAULT_TIMEOUT_S, gt=0, description="Seconds.")
-    max_concurrency: int = Field(default=DEFAULT_MAX_CONCURRENCY, ge=1, description="In flight.")
-    max_batch_size: int | None = Field(
-        default=None, ge=1, description="Override of the registry's texts-per-request cap."
-    )
-
-    _embedder: TextEmbedder = PrivateAttr()
 
     def __init__(
         self,
@@ -122,31 +106,12 @@ class DashScopeEmbedding(BaseEmbedding):
             embed_batch_size=embed_batch_size,
             **kwargs,
         )
-        self._embedder = TextEmbedder(
-            self.model_name,
-            api_key=self.api_key,
-            document_text_type=self.text_type,
-            dimension=self.dimension,
-            instruct=self.instruct,
-            max_batch_size=self.max_batch_size,
-            region=self.region,
-            base_url=self.base_url,
-            workspace=self.workspace,
-            protocol=self.protocol,
-            max_retries=self.max_retries,
-            timeout=self.timeout,
-            max_concurrency=self.max_concurrency,
-        )
+        self._make_embedder(self.model_name, self.api_key, self.text_type)
 
     @classmethod
     def class_name(cls) -> str:
         """Name used in serialised LlamaIndex configs."""
         return "DashScopeEmbedding"
-
-    @property
-    def usage(self) -> Usage:
-        """Tokens and estimated cost of every call so far (in this process)."""
-        return self._embedder.usage
 
     def _get_query_embedding(self, query: str) -> list[float]:
         return self._embedder.embed_query(query)
