@@ -6,7 +6,10 @@ The emulator runs in its own process on 127.0.0.1 with a fixed latency per reque
 (1.0 = the client adds nothing; 0.5 = it takes twice the bound). A second figure is the client's
 own overhead per request with zero latency, in milliseconds.
 
-    python benchmarks/throughput.py [--texts 2000] [--latency 0.05] [--concurrency 8]
+    python benchmarks/throughput.py [--texts N] [--latency S] [--concurrency C] [--dimension D]
+
+The default dimension is small so that the emulator's own vector arithmetic (pure Python, one
+core) does not become the bottleneck being measured; the figure is about scheduling.
 
 Not a test: machines are noisy. Read the ratios, compare runs on one machine.
 """
@@ -60,22 +63,22 @@ def texts_for(n: int) -> list[str]:
     return [f"benchmark text {i} with a few more words to embed" for i in range(n)]
 
 
-def run_sync(url: str, texts: list[str], concurrency: int) -> float:
+def run_sync(url: str, texts: list[str], concurrency: int, dimension: int) -> float:
     with DashScopeClient(KEY, base_url=url, max_concurrency=concurrency) as client:
-        client.embed_texts(texts[:10])  # warm the connection pool
+        client.embed_texts(texts[:10], dimension=dimension)  # warm the connection pool
         start = time.perf_counter()
-        result = client.embed_texts(texts)
+        result = client.embed_texts(texts, dimension=dimension)
         elapsed = time.perf_counter() - start
     assert result.embeddings is not None and len(result.embeddings) == len(texts)
     return elapsed
 
 
-def run_async(url: str, texts: list[str], concurrency: int) -> float:
+def run_async(url: str, texts: list[str], concurrency: int, dimension: int) -> float:
     async def go() -> float:
         async with AsyncDashScopeClient(KEY, base_url=url, max_concurrency=concurrency) as client:
-            await client.embed_texts(texts[:10])
+            await client.embed_texts(texts[:10], dimension=dimension)
             start = time.perf_counter()
-            result = await client.embed_texts(texts)
+            result = await client.embed_texts(texts, dimension=dimension)
             elapsed = time.perf_counter() - start
         assert result.embeddings is not None and len(result.embeddings) == len(texts)
         return elapsed
@@ -88,6 +91,7 @@ def main() -> int:
     parser.add_argument("--texts", type=int, default=2000)
     parser.add_argument("--latency", type=float, default=0.05)
     parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--dimension", type=int, default=64)
     args = parser.parse_args()
     texts = texts_for(args.texts)
     requests = math.ceil(args.texts / 10)  # text-embedding-v4: 10 texts per request
@@ -95,7 +99,7 @@ def main() -> int:
     report = []
     with emulator(args.latency) as url:
         for name, run in (("sync", run_sync), ("async", run_async)):
-            elapsed = run(url, texts, args.concurrency)
+            elapsed = run(url, texts, args.concurrency, args.dimension)
             report.append(
                 {
                     "figure": f"{name}_throughput_vs_latency_bound",
@@ -107,7 +111,7 @@ def main() -> int:
             )
     with emulator(0.0) as url:
         for name, run in (("sync", run_sync), ("async", run_async)):
-            elapsed = run(url, texts, args.concurrency)
+            elapsed = run(url, texts, args.concurrency, args.dimension)
             report.append(
                 {
                     "figure": f"{name}_overhead_ms_per_request_zero_latency",
