@@ -7,6 +7,7 @@ import math
 import time
 import typing
 
+import httpx
 import pytest
 
 from dashscope_embeddings import (
@@ -388,3 +389,43 @@ def test_key_never_in_logs(
     assert any("retrying" in r.getMessage() for r in caplog.records)
     assert all(TEST_KEY not in r.getMessage() for r in caplog.records)
     assert TEST_KEY not in caplog.text
+
+
+def test_injected_http_clients_are_used_and_left_open(emulator: Emulator) -> None:
+    seen: list[str] = []
+    http = httpx.Client(event_hooks={"request": [lambda r: seen.append(r.url.path)]})
+    with DashScopeClient(TEST_KEY, base_url=emulator.url, http_client=http) as client:
+        client.embed_texts(["x"])
+    assert seen == [NATIVE_PATH] and not http.is_closed
+    http.close()
+
+    async def go() -> bool:
+        async def hook(r: httpx.Request) -> None:
+            seen.append(r.url.path)
+
+        ahttp = httpx.AsyncClient(event_hooks={"request": [hook]})
+        async with AsyncDashScopeClient(
+            TEST_KEY, base_url=emulator.url, http_client=ahttp
+        ) as client:
+            await client.embed_texts(["y"])
+        still_open = not ahttp.is_closed
+        await ahttp.aclose()
+        return still_open
+
+    assert asyncio.run(go()) and seen == [NATIVE_PATH, NATIVE_PATH]
+
+
+def test_two_clients_with_different_keys_side_by_side() -> None:
+    with Emulator(api_key="key-one") as one, Emulator(api_key="key-two") as two:
+        a = DashScopeClient("key-one", base_url=one.url)
+        b = DashScopeClient("key-two", base_url=two.url, protocol="compatible")
+        with a, b:
+            ra = a.embed_texts(TEXTS, model="text-embedding-v4")
+            rb = b.embed_texts(TEXTS, model="text-embedding-v3")
+        assert ra.embeddings is not None and rb.embeddings is not None
+        assert len(one.requests) == 3 and len(two.requests) == 3
+        assert {r.path for r in two.requests} == {COMPAT_PATH}
+        assert (
+            a.usage.total_tokens == ra.usage.total_tokens
+            and b.usage.total_tokens == rb.usage.total_tokens
+        )

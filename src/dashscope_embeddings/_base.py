@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
-from typing_extensions import TypedDict
 
 from dashscope_embeddings._batching import check_options, check_texts, plan_batches
 from dashscope_embeddings._config import resolve_api_key, resolve_endpoints
@@ -71,7 +70,7 @@ _USER_AGENT = (
 )
 
 
-class ClientOptions(TypedDict, total=False):
+class ClientOptions(typing.TypedDict, total=False):
     """Keyword arguments shared by :class:`DashScopeClient` and :class:`AsyncDashScopeClient`.
 
     Attributes:

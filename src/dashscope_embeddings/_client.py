@@ -17,7 +17,6 @@ from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
-from typing_extensions import Unpack
 
 from dashscope_embeddings._base import (
     BaseClient,
@@ -31,6 +30,9 @@ from dashscope_embeddings._errors import APIError, APIStatusError
 from dashscope_embeddings._payloads import BatchOutput
 from dashscope_embeddings._registry import ModelSpec
 from dashscope_embeddings._types import EmbeddingResult, OutputType, TextType
+
+if typing.TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker needs it
+    from typing_extensions import Unpack
 
 __all__ = ["AsyncDashScopeClient", "DashScopeClient"]
 
