@@ -140,3 +140,17 @@ def test_serialisation_round_trip(emulator_env: Emulator) -> None:
         2,
     )
     assert clone.get_text_embedding("x") == emb.get_text_embedding("x")
+
+
+def test_ingestion_pipeline_with_worker_processes(emulator_env: Emulator) -> None:
+    from llama_index.core.ingestion import IngestionPipeline
+
+    nodes = [TextNode(text=f"node {i} about things", id_=str(i)) for i in range(40)]
+    pipeline = IngestionPipeline(
+        transformations=[DashScopeEmbedding(model_name="text-embedding-v4")]
+    )
+    out = pipeline.run(nodes=nodes, num_workers=2)
+    assert sorted(n.node_id for n in out) == sorted(n.node_id for n in nodes)
+    assert all(n.embedding is not None and len(n.embedding) == 1024 for n in out)
+    sizes = [len(b["input"]["texts"]) for b in _bodies(emulator_env)]
+    assert sum(sizes) == 40 and max(sizes) <= 10  # sent from the worker processes
