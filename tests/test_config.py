@@ -119,3 +119,8 @@ def test_key_never_in_repr_or_str() -> None:
 def test_bad_client_settings(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
         DashScopeClient(SECRET, **kwargs)  # type: ignore[arg-type]
+
+
+def test_per_call_protocol_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+    with DashScopeClient(SECRET) as client, pytest.raises(ValueError, match="protocol"):
+        client.embed_texts(["x"], protocol="grpc")  # type: ignore[arg-type]

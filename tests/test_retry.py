@@ -46,6 +46,9 @@ def test_parse_retry_after_http_date() -> None:
         (401, "InvalidApiKey", "bad key", False),
         (403, "AccessDenied", "", False),
         (404, "ModelNotFound", "", False),
+        (200, "Throttling.RateQuota", "reported under 200", True),
+        (200, "InternalError", "reported under 200", True),
+        (200, "InvalidParameter", "reported under 200", False),
     ],
 )
 def test_should_retry(status: int, code: str | None, message: str, retry: bool) -> None:

@@ -124,6 +124,12 @@ def _timeout(timeout: TimeoutTypes) -> httpx.Timeout:
     return httpx.Timeout(timeout, connect=min(DEFAULT_CONNECT_TIMEOUT_S, timeout))
 
 
+def _check_protocol(protocol: str) -> Protocol:
+    if protocol not in ("native", "compatible"):
+        raise ValueError(f"protocol must be 'native' or 'compatible', got {protocol!r}")
+    return typing.cast(Protocol, protocol)
+
+
 class BaseClient:
     """Settings, planning, parsing and retry decisions; no I/O."""
 
@@ -131,8 +137,7 @@ class BaseClient:
         protocol = options.get("protocol", "native")
         max_retries = options.get("max_retries", DEFAULT_MAX_RETRIES)
         max_concurrency = options.get("max_concurrency", DEFAULT_MAX_CONCURRENCY)
-        if protocol not in ("native", "compatible"):
-            raise ValueError(f"protocol must be 'native' or 'compatible', got {protocol!r}")
+        _check_protocol(protocol)
         if max_retries < 0:
             raise ValueError("max_retries must be >= 0")
         if max_concurrency < 1:
@@ -188,7 +193,7 @@ class BaseClient:
         protocol: Protocol | None,
     ) -> Call:
         spec = get_model_spec(model)
-        protocol = protocol or self.protocol
+        protocol = self.protocol if protocol is None else _check_protocol(protocol)
         compatible = protocol == "compatible"
         check_options(
             spec,

@@ -19,7 +19,12 @@ from dashscope_embeddings._constants import (
     MAX_RETRY_AFTER_S,
     MAX_RETRY_DELAY_S,
 )
-from dashscope_embeddings._errors import APIStatusError, QuotaExhaustedError
+from dashscope_embeddings._errors import (
+    APIStatusError,
+    QuotaExhaustedError,
+    RateLimitError,
+    ServerError,
+)
 
 __all__ = ["RETRY_STATUSES", "parse_retry_after", "retry_delay", "should_retry"]
 
@@ -63,7 +68,12 @@ def should_retry(error: APIStatusError, headers: typing.Mapping[str, str]) -> bo
     override = {k.lower(): v for k, v in headers.items()}.get("x-should-retry")
     if override is not None and override.strip().lower() in ("true", "false"):
         return override.strip().lower() == "true"
-    return error.status_code in RETRY_STATUSES or error.status_code >= 500
+    # By class too, for an error reported under HTTP 200 with a throttling or server code.
+    return (
+        error.status_code in RETRY_STATUSES
+        or error.status_code >= 500
+        or isinstance(error, (RateLimitError, ServerError))
+    )
 
 
 def retry_delay(
