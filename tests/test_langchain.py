@@ -79,6 +79,8 @@ def test_bad_settings_fail_at_construction(emulator_env: Emulator) -> None:
         DashScopeEmbeddings(model="text-embedding-v3", instruct="Find")
     with pytest.raises(ValueError, match="dimension 100"):
         DashScopeEmbeddings(model="text-embedding-v4", dimension=100)
+    with pytest.raises(ValueError, match="unknown region 'mars'"):
+        DashScopeEmbeddings(model="text-embedding-v4", region="mars")
 
 
 def test_embed_documents_25_texts_v4(emulator_env: Emulator) -> None:

@@ -14,10 +14,10 @@ from collections.abc import Sequence
 import httpx
 from pydantic import SecretStr
 
-from dashscope_embeddings._base import Protocol
+from dashscope_embeddings._base import ClientOptions, Protocol
 from dashscope_embeddings._batching import check_options
 from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
-from dashscope_embeddings._config import resolve_api_key
+from dashscope_embeddings._config import resolve_api_key, resolve_endpoints
 from dashscope_embeddings._constants import (
     DEFAULT_MAX_CONCURRENCY,
     DEFAULT_MAX_RETRIES,
@@ -104,15 +104,16 @@ class TextEmbedder:
         self.query_text_type = query_text_type
         self.dimension = dimension
         self.instruct = instruct
-        self._client_kwargs: dict[str, typing.Any] = {
-            "region": region,
-            "base_url": base_url,
-            "workspace": workspace,
-            "protocol": protocol,
-            "max_retries": max_retries,
-            "timeout": timeout,
-            "max_concurrency": max_concurrency,
-        }
+        resolve_endpoints(region=region, base_url=base_url, workspace=workspace)  # fail now
+        self._client_options = ClientOptions(
+            region=region,
+            base_url=base_url,
+            workspace=workspace,
+            protocol=protocol,
+            max_retries=max_retries,
+            timeout=timeout,
+            max_concurrency=max_concurrency,
+        )
         self._http_client = http_client
         self._async_http_client = async_http_client
         self._client: DashScopeClient | None = None
@@ -138,7 +139,7 @@ class TextEmbedder:
         with self._lock:
             if self._client is None:
                 self._client = DashScopeClient(
-                    self._api_key, http_client=self._http_client, **self._client_kwargs
+                    self._api_key, http_client=self._http_client, **self._client_options
                 )
             return self._client
 
@@ -148,7 +149,7 @@ class TextEmbedder:
         with self._lock:
             if self._aclient is None:
                 self._aclient = AsyncDashScopeClient(
-                    self._api_key, http_client=self._async_http_client, **self._client_kwargs
+                    self._api_key, http_client=self._async_http_client, **self._client_options
                 )
             return self._aclient
 
