@@ -354,14 +354,19 @@ def test_concurrency_above_the_servers_cap_is_throttled_and_retried(
 
 def test_async_client_survives_several_event_loops(emulator: Emulator) -> None:
     client = AsyncDashScopeClient(TEST_KEY, base_url=emulator.url)
+    pools: list[httpx.AsyncClient] = []
 
     async def go() -> int:
         result = await client.embed_texts(["a b c"])
+        pools.append(client._states[asyncio.get_running_loop()].http)
         return len(result.embeddings or [])
 
     assert asyncio.run(go()) == 1
     assert asyncio.run(go()) == 1
     assert client.usage.requests == 2
+    # each loop had its own pool, closed when asyncio.run shut that loop down
+    assert len(pools) == 2 and pools[0] is not pools[1]
+    assert all(pool.is_closed for pool in pools)
 
 
 def test_workspace_header_is_sent(emulator: Emulator) -> None:

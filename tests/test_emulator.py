@@ -612,4 +612,7 @@ def test_cli() -> None:
             proc.wait(timeout=10)
         finally:
             watchdog.cancel()
+            for pipe in (proc.stdout, proc.stderr):
+                if pipe is not None:
+                    pipe.close()
     assert proc.returncode == 0

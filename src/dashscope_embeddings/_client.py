@@ -168,6 +168,16 @@ class DashScopeClient(BaseClient):
         if self._owns_http:
             self._http.close()
 
+    def __del__(self) -> None:
+        # An adapter's client is rarely closed by hand: release its sockets when it goes away.
+        try:
+            if self._pool is not None:
+                self._pool.shutdown(wait=False)
+            if self._owns_http:
+                self._http.close()
+        except Exception:  # best effort during garbage collection
+            pass
+
     def __enter__(self) -> DashScopeClient:
         return self
 
@@ -179,7 +189,19 @@ class DashScopeClient(BaseClient):
 class _LoopState:
     http: httpx.AsyncClient
     semaphore: asyncio.Semaphore
-    owned: bool
+    closer: typing.AsyncGenerator[None, None] | None  # None for an injected client
+
+
+async def _close_at_loop_shutdown(http: httpx.AsyncClient) -> typing.AsyncGenerator[None, None]:
+    """Close ``http`` when this generator is closed.
+
+    Started once and left suspended, it is registered with its event loop, whose
+    ``shutdown_asyncgens`` (run by ``asyncio.run``) closes it while the loop is still alive.
+    """
+    try:
+        yield
+    finally:
+        await http.aclose()
 
 
 async def _all_or_nothing(coros: Sequence[Awaitable[BatchOutput]]) -> list[BatchOutput]:
@@ -225,17 +247,23 @@ class AsyncDashScopeClient(BaseClient):
             weakref.WeakKeyDictionary()
         )
 
-    def _state(self) -> _LoopState:
+    async def _state(self) -> _LoopState:
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
-            http = self._injected or httpx.AsyncClient(
-                timeout=self.timeout,
-                limits=httpx.Limits(max_keepalive_connections=max(20, self.max_concurrency)),
-            )
-            state = _LoopState(
-                http, asyncio.Semaphore(self.max_concurrency), self._injected is None
-            )
+            semaphore = asyncio.Semaphore(self.max_concurrency)
+            if self._injected is not None:
+                state = _LoopState(self._injected, semaphore, None)
+            else:
+                http = httpx.AsyncClient(
+                    timeout=self.timeout,
+                    limits=httpx.Limits(max_keepalive_connections=max(20, self.max_concurrency)),
+                )
+                # A pool belongs to one loop. Started here, this generator is registered with
+                # the loop, so a loop ended by asyncio.run closes its pool instead of leaking it.
+                closer = _close_at_loop_shutdown(http)
+                await closer.__anext__()
+                state = _LoopState(http, semaphore, closer)
             self._states[loop] = state
         return state
 
@@ -260,7 +288,7 @@ class AsyncDashScopeClient(BaseClient):
             instruct=instruct,
             protocol=protocol,
         )
-        state = self._state()
+        state = await self._state()
         outputs = await _all_or_nothing([self._send(state, call, r) for r in call.requests])
         return self._finish(call, outputs)
 
@@ -290,10 +318,9 @@ class AsyncDashScopeClient(BaseClient):
 
     async def aclose(self) -> None:
         """Close the connection pool of the running loop (an injected client is left open)."""
-        loop = asyncio.get_running_loop()
-        state = self._states.pop(loop, None)
-        if state is not None and state.owned:
-            await state.http.aclose()
+        state = self._states.pop(asyncio.get_running_loop(), None)
+        if state is not None and state.closer is not None:
+            await state.closer.aclose()
 
     async def __aenter__(self) -> AsyncDashScopeClient:
         return self
