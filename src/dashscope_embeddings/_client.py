@@ -253,7 +253,7 @@ class AsyncDashScopeClient(BaseClient):
         if state is None:
             semaphore = asyncio.Semaphore(self.max_concurrency)
             if self._injected is not None:
-                state = _LoopState(self._injected, semaphore, None)
+                state = self._states[loop] = _LoopState(self._injected, semaphore, None)
             else:
                 http = httpx.AsyncClient(
                     timeout=self.timeout,
@@ -262,9 +262,9 @@ class AsyncDashScopeClient(BaseClient):
                 # A pool belongs to one loop. Started here, this generator is registered with
                 # the loop, so a loop ended by asyncio.run closes its pool instead of leaking it.
                 closer = _close_at_loop_shutdown(http)
-                await closer.__anext__()
                 state = _LoopState(http, semaphore, closer)
-            self._states[loop] = state
+                self._states[loop] = state  # before the await: one pool per loop, always
+                await closer.__anext__()
         return state
 
     async def embed_texts(
