@@ -65,8 +65,8 @@ class ModelSpec:
         dimensions: Allowed output sizes; empty means "not known, not checked".
         default_dimension: Size returned when no ``dimension`` is sent (``None`` if unknown).
         max_batch_size: Inputs (texts, or multimodal content items) per request.
-        max_tokens_per_input: Tokens per text; the service rejects longer input, it does not
-            truncate.
+        max_tokens_per_input: Tokens per text. The text endpoints reject longer input rather
+            than truncating (an older page says multimodal-embedding-v1 truncates).
         supports_sparse: Accepts ``output_type`` ``sparse`` / ``dense&sparse``.
         supports_instruct: Applies ``instruct`` (text models: only with ``text_type=query``).
         supports_compatible_mode: Served on the OpenAI-compatible ``/embeddings`` endpoint.
