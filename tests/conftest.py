@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import typing
 from collections.abc import Iterator
 
 import pytest
 
 TEST_KEY = "sk-test-0123456789"
+NATIVE_PATH = "/api/v1/services/embeddings/text-embedding/text-embedding"
+COMPAT_PATH = "/compatible-mode/v1/embeddings"
+
+
+def sent_bodies(emulator: typing.Any, path: str = NATIVE_PATH) -> list[dict[str, typing.Any]]:
+    """JSON bodies of the requests the emulator received on ``path``, in arrival order."""
+    return [r.json for r in emulator.requests if r.path == path]
+
 
 _AMBIENT = (
     "DASHSCOPE_API_KEY",

@@ -25,10 +25,8 @@ from dashscope_embeddings import (
 )
 from dashscope_embeddings.emulator import Emulator
 
-from .conftest import TEST_KEY
+from .conftest import COMPAT_PATH, NATIVE_PATH, TEST_KEY, sent_bodies
 
-NATIVE_PATH = "/api/v1/services/embeddings/text-embedding/text-embedding"
-COMPAT_PATH = "/compatible-mode/v1/embeddings"
 TEXTS = [f"document number {i} about topic {i % 4}" for i in range(25)]
 
 
@@ -71,15 +69,11 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     return waits
 
 
-def _bodies(emulator: Emulator, path: str = NATIVE_PATH) -> list[dict[str, typing.Any]]:
-    return [r.json for r in emulator.requests if r.path == path]
-
-
 def test_25_texts_on_v4_are_3_requests_of_at_most_10_in_input_order(
     embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
 ) -> None:
     result = embed(TEXTS, model="text-embedding-v4", text_type="document")
-    bodies = _bodies(emulator)
+    bodies = sent_bodies(emulator)
     assert len(bodies) == 3
     assert all(len(b["input"]["texts"]) <= 10 for b in bodies)
     assert all(b["parameters"]["text_type"] == "document" for b in bodies)
@@ -100,7 +94,7 @@ def test_v2_packs_25_per_request(
     embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
 ) -> None:
     result = embed(TEXTS + TEXTS[:5], model="text-embedding-v2")
-    assert [len(b["input"]["texts"]) for b in _bodies(emulator)] in ([15, 15],)
+    assert [len(b["input"]["texts"]) for b in sent_bodies(emulator)] in ([15, 15],)
     assert result.embeddings is not None and {len(v) for v in result.embeddings} == {1536}
 
 
@@ -114,7 +108,7 @@ def test_dimension_text_type_and_instruct_reach_the_wire(
         text_type="query",
         instruct="Retrieve support articles",
     )
-    (body,) = _bodies(emulator)
+    (body,) = sent_bodies(emulator)
     assert body["parameters"] == {
         "dimension": 256,
         "text_type": "query",
@@ -129,7 +123,7 @@ def test_dense_and_sparse_from_one_request(
     result = embed(
         ["wind and rain", "sorrow"], model="text-embedding-v3", output_type="dense&sparse"
     )
-    assert len(_bodies(emulator)) == 1
+    assert len(sent_bodies(emulator)) == 1
     assert result.embeddings is not None and len(result.embeddings) == 2
     assert result.sparse_embeddings is not None and len(result.sparse_embeddings) == 2
     first = result.sparse_embeddings[0]
@@ -152,8 +146,8 @@ def test_compatible_protocol(
         model="text-embedding-v3",
         dimension=768,
     )
-    bodies = _bodies(emulator, COMPAT_PATH)
-    assert len(bodies) == 2 and not _bodies(emulator)
+    bodies = sent_bodies(emulator, COMPAT_PATH)
+    assert len(bodies) == 2 and not sent_bodies(emulator)
     assert all(b["dimensions"] == 768 and b["encoding_format"] == "float" for b in bodies)
     assert result.embeddings is not None and [len(v) for v in result.embeddings] == [768] * 12
 

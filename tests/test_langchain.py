@@ -15,9 +15,7 @@ from dashscope_embeddings import BadRequestError
 from dashscope_embeddings.emulator import Emulator
 from dashscope_embeddings.langchain import DashScopeEmbeddings
 
-from .conftest import TEST_KEY
-
-NATIVE_PATH = "/api/v1/services/embeddings/text-embedding/text-embedding"
+from .conftest import TEST_KEY, sent_bodies
 
 
 class TestStandardUnit(EmbeddingsUnitTests):
@@ -54,10 +52,6 @@ class TestStandardIntegrationAgainstEmulator(EmbeddingsIntegrationTests):
         return {"model": "text-embedding-v4"}
 
 
-def _bodies(emulator: Emulator) -> list[dict[str, typing.Any]]:
-    return [r.json for r in emulator.requests if r.path == NATIVE_PATH]
-
-
 def test_drop_in_constructor_arguments(emulator_env: Emulator) -> None:
     emb = DashScopeEmbeddings(model="text-embedding-v2", dashscope_api_key=TEST_KEY, max_retries=3)
     assert emb.model == "text-embedding-v2" and emb.max_retries == 3
@@ -87,7 +81,7 @@ def test_embed_documents_25_texts_v4(emulator_env: Emulator) -> None:
     texts = [f"chunk {i}: notes on subject {i % 5}" for i in range(25)]
     emb = DashScopeEmbeddings(model="text-embedding-v4")
     vectors = emb.embed_documents(texts)
-    bodies = _bodies(emulator_env)
+    bodies = sent_bodies(emulator_env)
     assert len(bodies) == 3
     assert max(len(b["input"]["texts"]) for b in bodies) <= 10
     assert {b["parameters"]["text_type"] for b in bodies} == {"document"}
@@ -101,13 +95,13 @@ def test_embed_documents_25_texts_v4(emulator_env: Emulator) -> None:
 def test_embed_query_sends_query_and_instruct(emulator_env: Emulator, instruct: str | None) -> None:
     emb = DashScopeEmbeddings(model="text-embedding-v4", instruct=instruct, dimension=512)
     vector = emb.embed_query("how do refunds work?")
-    (body,) = _bodies(emulator_env)
+    (body,) = sent_bodies(emulator_env)
     assert body["parameters"]["text_type"] == "query"
     assert body["parameters"].get("instruct") == instruct
     assert body["parameters"]["dimension"] == 512 and len(vector) == 512
     emulator_env.clear_requests()
     emb.embed_documents(["doc"])
-    (doc_body,) = _bodies(emulator_env)
+    (doc_body,) = sent_bodies(emulator_env)
     assert "instruct" not in doc_body["parameters"]
 
 

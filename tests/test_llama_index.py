@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import pickle
-import typing
 
 import pytest
 from llama_index.core import VectorStoreIndex
@@ -19,13 +18,7 @@ from dashscope_embeddings.llama_index import (
     DashScopeTextEmbeddingType,
 )
 
-from .conftest import TEST_KEY
-
-NATIVE_PATH = "/api/v1/services/embeddings/text-embedding/text-embedding"
-
-
-def _bodies(emulator: Emulator) -> list[dict[str, typing.Any]]:
-    return [r.json for r in emulator.requests if r.path == NATIVE_PATH]
+from .conftest import TEST_KEY, sent_bodies
 
 
 def test_is_a_base_embedding_with_the_old_defaults(emulator_env: Emulator) -> None:
@@ -59,9 +52,9 @@ def test_embed_batch_size_25_never_sends_more_than_10(emulator_env: Emulator) ->
     emb = DashScopeEmbedding(model_name="text-embedding-v4", embed_batch_size=25)
     texts = [f"node {i} text about {i % 3}" for i in range(60)]
     vectors = emb.get_text_embedding_batch(texts)
-    sizes = [len(b["input"]["texts"]) for b in _bodies(emulator_env)]
+    sizes = [len(b["input"]["texts"]) for b in sent_bodies(emulator_env)]
     assert max(sizes) <= 10 and sum(sizes) == 60
-    assert {b["parameters"]["text_type"] for b in _bodies(emulator_env)} == {"document"}
+    assert {b["parameters"]["text_type"] for b in sent_bodies(emulator_env)} == {"document"}
     assert vectors[7] == emb.get_text_embedding(texts[7])
 
 
@@ -69,10 +62,10 @@ def test_text_type_really_reaches_the_service(emulator_env: Emulator) -> None:
     emb = DashScopeEmbedding(model_name="text-embedding-v4", text_type="query", instruct=None)
     emb.get_text_embedding("x")
     emb.get_query_embedding("y")
-    assert [b["parameters"]["text_type"] for b in _bodies(emulator_env)] == ["query", "query"]
+    assert [b["parameters"]["text_type"] for b in sent_bodies(emulator_env)] == ["query", "query"]
     emulator_env.clear_requests()
     DashScopeEmbedding(model_name="text-embedding-v4").get_text_embedding("x")
-    assert _bodies(emulator_env)[0]["parameters"]["text_type"] == "document"
+    assert sent_bodies(emulator_env)[0]["parameters"]["text_type"] == "document"
 
 
 def test_async_hooks(emulator_env: Emulator) -> None:
@@ -86,7 +79,7 @@ def test_async_hooks(emulator_env: Emulator) -> None:
 
     batch, query, one = asyncio.run(go())
     assert len(batch) == 15 and one == batch[3] and len(query) == 1024
-    query_body = [b for b in _bodies(emulator_env) if b["parameters"]["text_type"] == "query"]
+    query_body = [b for b in sent_bodies(emulator_env) if b["parameters"]["text_type"] == "query"]
     assert query_body and query_body[0]["parameters"]["instruct"] == "Retrieve passages"
 
 
@@ -152,5 +145,5 @@ def test_ingestion_pipeline_with_worker_processes(emulator_env: Emulator) -> Non
     out = pipeline.run(nodes=nodes, num_workers=2)
     assert sorted(n.node_id for n in out) == sorted(n.node_id for n in nodes)
     assert all(n.embedding is not None and len(n.embedding) == 1024 for n in out)
-    sizes = [len(b["input"]["texts"]) for b in _bodies(emulator_env)]
+    sizes = [len(b["input"]["texts"]) for b in sent_bodies(emulator_env)]
     assert sum(sizes) == 40 and max(sizes) <= 10  # sent from the worker processes
