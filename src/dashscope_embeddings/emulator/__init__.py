@@ -107,6 +107,9 @@ class _ServerState:
         self.lock = threading.Lock()
         self.requests: list[RecordedRequest] = []
         self.faults: deque[_Fault] = deque()
+        # Per-family state of the other endpoint modules (multimodal, batches, tasks), keyed
+        # by module name; each module creates its own entry on first use, under ``lock``.
+        self.extensions: dict[str, Any] = {}
 
     def record(
         self,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -396,7 +396,12 @@ async def _dispatch(
 
 
 class _Endpoint:
-    """ASGI endpoint for every path and method (a class, so the route accepts any method)."""
+    """ASGI endpoint for every path and method (a class, so the route accepts any method).
+
+    The text endpoints are served here; each other endpoint family (multimodal, files and
+    batches, asynchronous tasks) lives in a module of its own exposing
+    ``matches(path) -> bool`` and ``async handle(state, request, raw_body) -> Response``.
+    """
 
     def __init__(self, state: _ServerState) -> None:
         self._state = state
@@ -405,12 +410,32 @@ class _Endpoint:
         request = Request(scope, receive)
         request_id = str(uuid.uuid4())
         request.state.request_id = request_id
-        parsed = _parse_json(await request.body())
+        raw = await request.body()
+        parsed = _parse_json(raw)
+        for family in _families():
+            if family.matches(request.url.path):
+                response: Response = await family.handle(self._state, request, raw)
+                response.headers["x-request-id"] = request_id
+                self._state.record(
+                    request.method,
+                    request.url.path,
+                    request.headers.raw,
+                    parsed[1],
+                    response.status_code,
+                )
+                await response(scope, receive, send)
+                return
         status, payload, headers = await _dispatch(self._state, request, parsed)
         headers["x-request-id"] = request_id
         self._state.record(request.method, request.url.path, request.headers.raw, parsed[1], status)
         response = JSONResponse(payload, status_code=status, headers=headers)
         await response(scope, receive, send)
+
+
+def _families() -> tuple[Any, ...]:
+    from dashscope_embeddings.emulator import _batch, _multimodal
+
+    return (_multimodal, _batch)
 
 
 def create_app(state: _ServerState) -> Starlette:
