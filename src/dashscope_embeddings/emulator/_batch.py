@@ -18,6 +18,6 @@ def matches(path: str) -> bool:  # noqa: ARG001
     return False
 
 
-async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:  # noqa: ARG001
+async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:
     """Answer one request."""
     raise NotImplementedError
