@@ -3,7 +3,8 @@ from __future__ import annotations
 import pytest
 
 from dashscope_embeddings import InvalidInputError, estimate_tokens, get_model_spec
-from dashscope_embeddings._batching import check_options, check_texts, plan_batches
+from dashscope_embeddings.resources.text import check_options, check_texts, materialize
+from dashscope_embeddings.resources.text import plan_requests as plan_batches
 
 V4 = get_model_spec("text-embedding-v4")
 V2 = get_model_spec("text-embedding-v2")
@@ -27,14 +28,14 @@ def test_plan_of_nothing_is_empty() -> None:
 
 
 def test_check_texts_names_the_bad_index() -> None:
-    with pytest.raises(InvalidInputError, match="input 2 is an empty string") as info:
+    with pytest.raises(InvalidInputError, match="input 2 is empty") as info:
         check_texts(["a", "b", "", "d"], V4)
     assert info.value.index == 2
     with pytest.raises(InvalidInputError, match="input 1 is a int") as info:
         check_texts(["a", 5, "c"], V4)  # type: ignore[list-item]
     assert info.value.index == 1
     with pytest.raises(InvalidInputError, match="single str"):
-        check_texts("hello", V4)
+        materialize("hello")
 
 
 def test_check_texts_refuses_a_text_over_the_token_limit() -> None:
@@ -71,7 +72,7 @@ def _opts(**kw: object) -> dict[str, object]:
         "text_type": None,
         "output_type": "dense",
         "instruct": None,
-        "compatible": False,
+        "protocol": "native",
     }
     base.update(kw)
     return base
@@ -93,10 +94,10 @@ def _opts(**kw: object) -> dict[str, object]:
             {"instruct": "x", "text_type": "document"},
             "only takes effect on queries",
         ),
-        ("text-embedding-v4", {"output_type": "sparse", "compatible": True}, "native endpoint"),
+        ("text-embedding-v4", {"output_type": "sparse", "protocol": "compatible"}, "native endpoint"),
         (
             "text-embedding-v4",
-            {"instruct": "x", "text_type": "query", "compatible": True},
+            {"instruct": "x", "text_type": "query", "protocol": "compatible"},
             "native endpoint",
         ),
         ("qwen3-vl-embedding", {}, "multimodal model"),
@@ -113,4 +114,4 @@ def test_check_options_accepts_valid_combinations() -> None:
         V4, **_opts(dimension=64, text_type="query", output_type="dense&sparse", instruct="Find")
     )  # type: ignore[arg-type]
     check_options(get_model_spec("text-embedding-v2"), **_opts(dimension=1536))  # type: ignore[arg-type]
-    check_options(get_model_spec("custom-model"), **_opts(dimension=4096, compatible=True))  # type: ignore[arg-type]
+    check_options(get_model_spec("custom-model"), **_opts(dimension=4096, protocol="compatible"))  # type: ignore[arg-type]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import threading
 import time
 import typing
 
@@ -64,8 +65,12 @@ def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     async def fake_async_sleep(delay: float) -> None:
         waits.append(delay)
 
-    monkeypatch.setattr("dashscope_embeddings._client._sleep", waits.append)
-    monkeypatch.setattr("dashscope_embeddings._client._async_sleep", fake_async_sleep)
+    def fake_wait(cancel: object, delay: float) -> bool:
+        waits.append(delay)
+        return False
+
+    monkeypatch.setattr("dashscope_embeddings._transport._wait", fake_wait)
+    monkeypatch.setattr("dashscope_embeddings._transport._async_sleep", fake_async_sleep)
     return waits
 
 
@@ -133,7 +138,7 @@ def test_dense_and_sparse_from_one_request(
 
 def test_sparse_only(embed: typing.Callable[..., EmbeddingResult]) -> None:
     result = embed(["alpha beta"], model="text-embedding-v4", output_type="sparse")
-    assert result.embeddings is None
+    assert result.dense is None
     assert result.sparse_embeddings is not None and len(result.sparse_embeddings[0]) >= 2
 
 
@@ -260,7 +265,7 @@ def test_unknown_model_is_not_found(embed: typing.Callable[..., EmbeddingResult]
 def test_bad_input_fails_before_sending(
     embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
 ) -> None:
-    with pytest.raises(InvalidInputError, match="input 3 is an empty string"):
+    with pytest.raises(InvalidInputError, match="input 3 is empty"):
         embed(["a", "b", "c", "", "e"], model="text-embedding-v4")
     with pytest.raises(InvalidInputError, match="dimension 100"):
         embed(["a"], model="text-embedding-v4", dimension=100)
@@ -329,11 +334,14 @@ def test_concurrency_above_the_servers_cap_is_throttled_and_retried(
 ) -> None:
     waits: list[float] = []
 
-    def scaled_sleep(delay: float) -> None:  # real backoff, ten times shorter
-        waits.append(delay)
-        time.sleep(delay / 10)
+    def scaled_wait(cancel: threading.Event | None, delay: float) -> bool:
+        waits.append(delay)  # real backoff, ten times shorter
+        if cancel is None:
+            time.sleep(delay / 10)
+            return False
+        return cancel.wait(delay / 10)
 
-    monkeypatch.setattr("dashscope_embeddings._client._sleep", scaled_sleep)
+    monkeypatch.setattr("dashscope_embeddings._transport._wait", scaled_wait)
     texts = [f"text {i}" for i in range(80)]
     with Emulator(api_key=TEST_KEY, latency=0.05, max_in_flight=1) as emu:
         with DashScopeClient(

@@ -1,11 +1,20 @@
 from __future__ import annotations
 
+import httpx
 import pytest
 
 from dashscope_embeddings import AsyncDashScopeClient, ConfigurationError, DashScopeClient
 from dashscope_embeddings._config import resolve_endpoints
+from dashscope_embeddings._options import RequestOptions
+from dashscope_embeddings._transport import APIRequest
 
 SECRET = "sk-very-secret-value-123"
+
+
+def _headers(client: DashScopeClient) -> httpx.Headers:
+    """The headers the client would send on a request (built, not sent)."""
+    request = APIRequest("POST", client.endpoints.native_base + "/x", content=b"{}")
+    return client._transport.build(client._http, request, RequestOptions()).headers
 
 
 def test_missing_key_is_a_clear_error() -> None:
@@ -16,7 +25,7 @@ def test_missing_key_is_a_clear_error() -> None:
 def test_key_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DASHSCOPE_API_KEY", SECRET)
     with DashScopeClient() as client:
-        assert client._headers()["Authorization"] == f"Bearer {SECRET}"
+        assert _headers(client)["Authorization"] == f"Bearer {SECRET}"
 
 
 @pytest.mark.parametrize(
@@ -91,15 +100,15 @@ def test_bad_region_and_url() -> None:
 
 def test_workspace_header() -> None:
     with DashScopeClient(SECRET, workspace="ws-1") as client:
-        assert client._headers()["X-DashScope-WorkSpace"] == "ws-1"
+        assert _headers(client)["X-DashScope-WorkSpace"] == "ws-1"
 
 
 def test_two_clients_side_by_side_keep_their_own_settings() -> None:
     a = DashScopeClient("key-a", region="cn-beijing")
     b = DashScopeClient("key-b", region="ap-southeast-1")
     try:
-        assert a._headers()["Authorization"] == "Bearer key-a"
-        assert b._headers()["Authorization"] == "Bearer key-b"
+        assert _headers(a)["Authorization"] == "Bearer key-a"
+        assert _headers(b)["Authorization"] == "Bearer key-b"
         assert a.endpoints.native_base != b.endpoints.native_base
     finally:
         a.close()

@@ -14,7 +14,7 @@ from dashscope_embeddings import (
     ServerError,
 )
 from dashscope_embeddings._errors import make_status_error
-from dashscope_embeddings._payloads import parse_error
+from dashscope_embeddings._transport import parse_error
 
 
 @pytest.mark.parametrize(

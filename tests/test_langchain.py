@@ -115,8 +115,8 @@ def test_async_is_real_async(emulator_env: Emulator) -> None:
     docs, query = asyncio.run(go())
     assert docs == emb.embed_documents(texts)
     assert len(query) == 1024
-    # the sync client was only used for the comparison call
-    assert emb._embedder._aclient is not None and emb._embedder._aclient.usage.requests == 3
+    # 3 async requests (2 + 1) and 2 sync ones for the comparison call, all in one total
+    assert emb.usage.requests == 5
 
 
 def test_errors_raise_not_empty_vectors(emulator_env: Emulator) -> None:
@@ -132,7 +132,8 @@ def test_key_is_secret_everywhere(emulator_env: Emulator) -> None:
         str(emb),
         str(emb.model_dump()),
         emb.model_dump_json(),
-        repr(emb._embedder),
+        repr(emb._runtime_state),
+        repr(emb._sync_client()),
     ):
         assert "sk-lc-secret-1" not in shown
 

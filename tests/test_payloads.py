@@ -6,12 +6,12 @@ import struct
 import pytest
 
 from dashscope_embeddings import ResponseValidationError
-from dashscope_embeddings._payloads import (
+from dashscope_embeddings.resources.text import (
     compatible_body,
-    native_text_body,
     parse_compatible,
-    parse_native_text,
 )
+from dashscope_embeddings.resources.text import native_body as native_text_body
+from dashscope_embeddings.resources.text import parse_native as parse_native_text
 
 
 def test_native_body_sends_only_what_was_set() -> None:

@@ -8,9 +8,7 @@ Framework adapters live in :mod:`dashscope_embeddings.langchain` and
 :mod:`dashscope_embeddings.llama_index`; importing this package never imports a framework.
 """
 
-from dashscope_embeddings._base import ClientOptions, Protocol
 from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
-from dashscope_embeddings._config import ConfigurationError
 from dashscope_embeddings._errors import (
     APIConnectionError,
     APIError,
@@ -18,6 +16,8 @@ from dashscope_embeddings._errors import (
     APITimeoutError,
     AuthenticationError,
     BadRequestError,
+    ClientClosedError,
+    ConfigurationError,
     ContentRejectedError,
     DashScopeError,
     InvalidInputError,
@@ -28,13 +28,22 @@ from dashscope_embeddings._errors import (
     ResponseValidationError,
     ServerError,
 )
+from dashscope_embeddings._options import NOT_GIVEN, ClientOptions, ClientSettings, NotGiven
 from dashscope_embeddings._registry import MODELS, ModelSpec, get_model_spec, list_models
 from dashscope_embeddings._tokens import estimate_tokens
-from dashscope_embeddings._types import EmbeddingResult, OutputType, SparseVector, TextType, Usage
+from dashscope_embeddings._types import (
+    EmbeddingResult,
+    OutputType,
+    SparseVector,
+    TextType,
+    Usage,
+    WireProtocol,
+)
 from dashscope_embeddings._version import __version__
 
 __all__ = [
     "MODELS",
+    "NOT_GIVEN",
     "APIConnectionError",
     "APIError",
     "APIStatusError",
@@ -42,7 +51,9 @@ __all__ = [
     "AsyncDashScopeClient",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
     "ClientOptions",
+    "ClientSettings",
     "ConfigurationError",
     "ContentRejectedError",
     "DashScopeClient",
@@ -51,9 +62,9 @@ __all__ = [
     "InvalidInputError",
     "ModelSpec",
     "NotFoundError",
+    "NotGiven",
     "OutputType",
     "PermissionDeniedError",
-    "Protocol",
     "QuotaExhaustedError",
     "RateLimitError",
     "ResponseValidationError",
@@ -61,6 +72,7 @@ __all__ = [
     "SparseVector",
     "TextType",
     "Usage",
+    "WireProtocol",
     "__version__",
     "estimate_tokens",
     "get_model_spec",

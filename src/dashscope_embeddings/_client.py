@@ -1,69 +1,219 @@
-"""The core client's I/O: the sync and async send loops and their fan-out, over httpx.
+"""The core clients: configuration, lifecycle and one method per endpoint call.
 
-Everything without I/O (settings, planning, parsing, retry decisions, usage) lives in
-:class:`~dashscope_embeddings._base.BaseClient`; these two classes add only what differs.
+Each public method plans its call with an endpoint module (``resources/``), sends the requests
+through the one transport (``_transport.py``) side by side (``_fanout.py``), and joins the
+answers. :class:`DashScopeClient` and :class:`AsyncDashScopeClient` differ only in I/O.
+
+Lifecycle (both clients): a client opens its connection pool on first use and keeps it until
+``close()`` / ``aclose()`` (or the ``with`` / ``async with`` block ends). A closed client stays
+closed: every later call raises :class:`~dashscope_embeddings.ClientClosedError`. An injected
+``http_client`` is never closed by us. ``with_options(...)`` returns a copy with some settings
+changed that shares the original's connections, limiter and usage total; closing the copy
+closes only the copy.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import copy
+import functools
 import threading
-import time
 import typing
 import weakref
-from collections.abc import Awaitable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
 from pydantic import SecretStr
 
-from dashscope_embeddings._base import (
-    BaseClient,
-    Call,
+from dashscope_embeddings._config import resolve_api_key, resolve_endpoints
+from dashscope_embeddings._errors import ClientClosedError
+from dashscope_embeddings._fanout import run_all_async, run_all_sync
+from dashscope_embeddings._limiter import AsyncLimiter, SyncLimiter
+from dashscope_embeddings._options import (
+    NOT_GIVEN,
     ClientOptions,
-    Protocol,
-    Request,
-    transport_error,
+    ClientSettings,
+    NotGiven,
+    RequestOptions,
+    TimeoutTypes,
+    validate_settings,
 )
-from dashscope_embeddings._errors import APIError, APIStatusError
-from dashscope_embeddings._payloads import BatchOutput
-from dashscope_embeddings._registry import ModelSpec
-from dashscope_embeddings._types import EmbeddingResult, OutputType, TextType
+from dashscope_embeddings._registry import ModelSpec, get_model_spec
+from dashscope_embeddings._transport import (
+    Answer,
+    APIRequest,
+    AsyncTransport,
+    SyncTransport,
+)
+from dashscope_embeddings._types import (
+    EmbeddingResult,
+    OutputType,
+    TextType,
+    Usage,
+    WireProtocol,
+)
+from dashscope_embeddings._usage import UsageTracker
+from dashscope_embeddings.resources import text
 
 if typing.TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker needs it
     from typing_extensions import Unpack
 
 __all__ = ["AsyncDashScopeClient", "DashScopeClient"]
 
-# Backoff waits go through these names, so tests can record them instead of sleeping.
-_sleep = time.sleep
-_async_sleep = asyncio.sleep
+T = typing.TypeVar("T")
+_Self = typing.TypeVar("_Self", bound="_ClientBase")
+
+_DEFAULT_MODEL = "text-embedding-v4"
 
 
-class DashScopeClient(BaseClient):
-    """Synchronous client for the DashScope text embedding endpoints.
+def _http_limits(max_concurrency: int) -> httpx.Limits:
+    return httpx.Limits(max_keepalive_connections=max(20, max_concurrency))
+
+
+class _ClientBase:
+    """Settings, key, endpoints, usage and lifecycle state shared by both clients."""
+
+    settings: ClientSettings
+
+    def __init__(self, api_key: str | SecretStr | None, options: ClientOptions) -> None:
+        self.settings = validate_settings(options)
+        self._api_key = resolve_api_key(api_key)
+        self.endpoints = resolve_endpoints(
+            region=self.settings.region,
+            base_url=self.settings.base_url,
+            workspace=self.settings.workspace,
+        )
+        self._usage = UsageTracker()
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self.endpoints.native_base!r}, "
+            f"region={self.endpoints.region!r}, protocol={self.settings.protocol!r})"
+        )
+
+    @property
+    def protocol(self) -> WireProtocol:
+        """The default wire protocol of calls."""
+        return self.settings.protocol
+
+    @property
+    def max_retries(self) -> int:
+        """Retries per request."""
+        return self.settings.max_retries
+
+    @property
+    def max_concurrency(self) -> int:
+        """The most requests in flight at once."""
+        return self.settings.max_concurrency
+
+    @property
+    def usage(self) -> Usage:
+        """Tokens and estimated cost of every successful request sent so far.
+
+        A retried request counts once. Copies made by ``with_options`` add to the same total.
+        """
+        return self._usage.total
+
+    def reset_usage(self) -> None:
+        """Start the running usage total from zero."""
+        self._usage.reset()
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` / ``aclose()`` was called."""
+        return self._closed
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClientClosedError(
+                f"this {type(self).__name__} is closed; create a new client "
+                "(a closed client never reopens)"
+            )
+
+    def _copy_settings(self, changes: Mapping[str, typing.Any]) -> ClientSettings:
+        merged = {
+            name: getattr(self.settings, name) for name in self.settings.model_fields_set
+        }
+        merged.update(changes)
+        return validate_settings(merged)
+
+    def _plan_text(
+        self,
+        texts: Iterable[str],
+        *,
+        model: str | ModelSpec,
+        dimension: int | None,
+        text_type: TextType | None,
+        output_type: OutputType,
+        instruct: str | None,
+        protocol: WireProtocol | None,
+        extra_body: Mapping[str, typing.Any] | None,
+    ) -> tuple[text.TextCall, list[tuple[APIRequest, Callable[[Answer], text.RequestOutput]]]]:
+        self._check_open()
+        call = text.plan_text_call(
+            text.materialize(texts),
+            spec=get_model_spec(model),
+            endpoints=self.endpoints,
+            protocol=self.settings.protocol if protocol is None else protocol,
+            dimension=dimension,
+            text_type=text_type,
+            output_type=output_type,
+            instruct=instruct,
+            token_counter=self.settings.token_counter,
+            extra_body=extra_body,
+        )
+        return call, [(p.request, text.parser(call, p)) for p in call.requests]
+
+
+def _request_options(
+    timeout: TimeoutTypes | NotGiven,
+    max_retries: int | NotGiven,
+    extra_headers: Mapping[str, str] | None,
+    extra_body: Mapping[str, typing.Any] | None,
+) -> RequestOptions:
+    return RequestOptions(
+        timeout=timeout,
+        max_retries=max_retries,
+        extra_headers=extra_headers,
+        extra_body=extra_body,
+    )
+
+
+def _send_job(
+    send: Callable[..., T],
+    request: APIRequest,
+    parse: Callable[[Answer], T],
+    options: RequestOptions,
+    usage: Callable[[T], Usage | None] | None,
+    cancel: threading.Event,
+) -> T:
+    return send(request, parse, options=options, usage=usage, cancel=cancel)
+
+
+class DashScopeClient(_ClientBase):
+    """Synchronous client for the DashScope embedding endpoints.
 
     >>> client = DashScopeClient()  # key from DASHSCOPE_API_KEY, region cn-beijing
     >>> result = client.embed_texts(["hello", "world"], model="text-embedding-v4")
     >>> len(result.embeddings), result.usage.total_tokens
 
-    Requests run up to ``max_concurrency`` at a time on a thread pool; each is retried on its
-    own, so a failed request never re-sends ones that succeeded.
+    A call is split into requests by the model's limits; they run up to ``max_concurrency``
+    at a time on a thread pool, each retried on its own, so a failed request never re-sends
+    ones that succeeded. When one fails for good, the others stop and its error is raised.
 
     Args:
         api_key: The key; defaults to ``DASHSCOPE_API_KEY``. Kept as a secret, never shown.
-        region: ``cn-beijing`` (default), ``ap-southeast-1`` or ``cn-hongkong``.
-        base_url: An explicit host or base URL (overrides ``region``); else the environment's
-            ``DASHSCOPE_BASE_URL`` / ``DASHSCOPE_HTTP_BASE_URL``.
-        workspace: Sent as ``X-DashScope-WorkSpace``; defaults to ``DASHSCOPE_WORKSPACE_ID``.
-        protocol: ``native`` (default; has text_type, sparse, instruct) or ``compatible`` (the
-            OpenAI-compatible endpoint, dense only, for gateways that speak only it).
-        max_retries: Retries per request on 429, 5xx and transport errors.
-        timeout: Seconds per request (or an ``httpx.Timeout``; ``None`` waits forever).
-        max_concurrency: Requests in flight at once, across all calls on this client.
-        token_counter: Exact token counter for the pre-send length check.
-        http_client: Your own ``httpx.Client`` (proxies, tests); it is not closed by us.
+        http_client: Your own ``httpx.Client`` (proxies, custom TLS, tests). It is not closed
+            by us, and its own timeout holds unless you also pass ``timeout``.
+        **options: Any field of :class:`~dashscope_embeddings.ClientSettings`: ``region``,
+            ``base_url``, ``workspace``, ``protocol``, ``max_retries``, ``timeout``,
+            ``max_concurrency``, ``token_counter``.
+
+    Raises:
+        ConfigurationError: No key, an unknown region or option, a value out of range.
     """
 
     def __init__(
@@ -75,28 +225,72 @@ class DashScopeClient(BaseClient):
     ) -> None:
         super().__init__(api_key, options)
         self._owns_http = http_client is None
+        use_client_timeout = http_client is not None and not self.settings.timeout_given()
         self._http = http_client or httpx.Client(
-            timeout=self.timeout,
-            limits=httpx.Limits(max_keepalive_connections=max(20, self.max_concurrency)),
+            timeout=httpx.Timeout(None), limits=_http_limits(self.max_concurrency)
+        )
+        self._limiter = SyncLimiter(self.max_concurrency)
+        self._transport = SyncTransport(
+            http=self._http,
+            limiter=self._limiter,
+            api_key=self._api_key,
+            endpoints=self.endpoints,
+            settings=self.settings,
+            usage=self._usage,
+            use_client_timeout=use_client_timeout,
         )
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
+    def with_options(self, **changes: Unpack[ClientOptions]) -> DashScopeClient:
+        """A copy with some settings changed, sharing this client's connections and usage.
+
+        >>> fast = client.with_options(timeout=5, max_retries=0)  # doctest: +SKIP
+        """
+        self._check_open()
+        clone = copy.copy(self)
+        clone.settings = self._copy_settings(changes)
+        clone.endpoints = resolve_endpoints(
+            region=clone.settings.region,
+            base_url=clone.settings.base_url,
+            workspace=clone.settings.workspace,
+        )
+        clone._owns_http = False
+        if clone.settings.max_concurrency != self.settings.max_concurrency:
+            clone._limiter = SyncLimiter(clone.settings.max_concurrency)
+            clone._pool = None
+            clone._pool_lock = threading.Lock()
+        clone._transport = SyncTransport(
+            http=self._http,
+            limiter=clone._limiter,
+            api_key=self._api_key,
+            endpoints=clone.endpoints,
+            settings=clone.settings,
+            usage=self._usage,
+            use_client_timeout=self._transport._use_client_timeout
+            and not clone.settings.timeout_given(),
+        )
+        return clone
+
     def embed_texts(
         self,
-        texts: Sequence[str],
+        texts: Iterable[str],
         *,
-        model: str | ModelSpec = "text-embedding-v4",
+        model: str | ModelSpec = _DEFAULT_MODEL,
         dimension: int | None = None,
         text_type: TextType | None = None,
         output_type: OutputType = "dense",
         instruct: str | None = None,
-        protocol: Protocol | None = None,
+        protocol: WireProtocol | None = None,
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
     ) -> EmbeddingResult:
         """Embed ``texts``, split into requests by the model's limits, results in input order.
 
         Args:
-            texts: The texts; none may be empty.
+            texts: The texts (a list, or any iterable, read once); none may be empty.
             model: A model name or :class:`ModelSpec` (unknown names get conservative limits).
             dimension: Output size; ``None`` for the model's default.
             text_type: ``document`` for stored chunks, ``query`` for questions; ``None`` sends
@@ -104,12 +298,18 @@ class DashScopeClient(BaseClient):
             output_type: ``dense``, ``sparse`` or ``dense&sparse`` (v3/v4, native only).
             instruct: Task instruction for queries (text-embedding-v4, ``text_type='query'``).
             protocol: Override the client's protocol for this call.
+            extra_body: Merged into every request body (e.g. ``{"parameters": {"new": 1}}``),
+                for a service parameter this package does not know yet.
+            extra_headers: Added to every request of this call.
+            timeout: Deadline per attempt for this call, in seconds.
+            max_retries: Retries per request for this call.
 
         Raises:
             InvalidInputError: Before sending, for bad input (its index) or options.
             APIError: A typed error once retries are spent; no partial result is returned.
+            ClientClosedError: After ``close()``.
         """
-        call = self._plan(
+        call, requests = self._plan_text(
             texts,
             model=model,
             dimension=dimension,
@@ -117,68 +317,62 @@ class DashScopeClient(BaseClient):
             output_type=output_type,
             instruct=instruct,
             protocol=protocol,
+            extra_body=extra_body,
         )
-        if len(call.requests) <= 1 or self.max_concurrency == 1:
-            return self._finish(call, [self._send(call, r) for r in call.requests])
-        futures = [self._executor().submit(self._send, call, r) for r in call.requests]
-        done, _ = concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
-        failed = [f for f in futures if f in done and f.exception() is not None]
-        if failed:
-            for future in futures:
-                future.cancel()
-            raise typing.cast(BaseException, failed[0].exception())
-        return self._finish(call, [f.result() for f in futures])
+        options = _request_options(timeout, max_retries, extra_headers, None)
+        outputs = self._send_all(requests, options, text.usage_hook(call))
+        return text.finish(call, outputs)
+
+    def _send_all(
+        self,
+        requests: Sequence[tuple[APIRequest, Callable[[Answer], T]]],
+        options: RequestOptions,
+        usage: Callable[[T], Usage | None] | None = None,
+    ) -> list[T]:
+        """Send every request side by side; results in request order, all or nothing."""
+        if not requests:
+            return []
+        send = self._transport.send
+        jobs: list[Callable[[threading.Event], T]] = [
+            functools.partial(_send_job, send, request, parse, options, usage)
+            for request, parse in requests
+        ]
+        return run_all_sync(self._executor(), jobs)
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._pool_lock:
+            self._check_open()
             if self._pool is None:
                 self._pool = concurrent.futures.ThreadPoolExecutor(
                     max_workers=self.max_concurrency, thread_name_prefix="dashscope-embeddings"
                 )
             return self._pool
 
-    def _send(self, call: Call, request: Request) -> BatchOutput:
-        for attempt in range(self.max_retries + 1):
-            headers: httpx.Headers | None = None
-            try:
-                response = self._http.post(
-                    request.url,
-                    content=request.content,
-                    headers=self._headers(),
-                    timeout=self.timeout,
-                )
-                headers = response.headers
-                return self._parse(call, request, response)
-            except httpx.TransportError as exc:
-                error: APIError = transport_error(exc, request.url)
-                error.__cause__ = exc
-            except APIStatusError as exc:
-                error = exc
-            delay = self._retry_wait(attempt, error, headers)
-            if delay is None:
-                raise error
-            _sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
-
     def close(self) -> None:
-        """Release connections and threads (an injected ``http_client`` is left open)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        """Release connections and threads; the client cannot be used afterwards.
+
+        An injected ``http_client`` is left open; a ``with_options`` copy closes only itself.
+        """
+        self._closed = True
+        with self._pool_lock:
+            pool, self._pool = self._pool, None
         if self._owns_http:
+            if pool is not None:
+                pool.shutdown(wait=True)
             self._http.close()
 
     def __del__(self) -> None:
         # An adapter's client is rarely closed by hand: release its sockets when it goes away.
         try:
-            if self._pool is not None:
-                self._pool.shutdown(wait=False)
-            if self._owns_http:
+            if getattr(self, "_owns_http", False):
+                if self._pool is not None:
+                    self._pool.shutdown(wait=False)
                 self._http.close()
         except Exception:  # best effort during garbage collection
             pass
 
     def __enter__(self) -> DashScopeClient:
+        self._check_open()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -188,7 +382,7 @@ class DashScopeClient(BaseClient):
 @dataclass
 class _LoopState:
     http: httpx.AsyncClient
-    semaphore: asyncio.Semaphore
+    limiter: AsyncLimiter
     closer: typing.AsyncGenerator[None, None] | None  # None for an injected client
 
 
@@ -204,34 +398,16 @@ async def _close_at_loop_shutdown(http: httpx.AsyncClient) -> typing.AsyncGenera
         await http.aclose()
 
 
-async def _all_or_nothing(coros: Sequence[Awaitable[BatchOutput]]) -> list[BatchOutput]:
-    """Run side by side; on the first failure cancel the rest and raise it."""
-    if len(coros) <= 1:
-        return [await c for c in coros]
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        failed = [t for t in tasks if t in done and not t.cancelled() and t.exception()]
-        if failed:
-            raise typing.cast(BaseException, failed[0].exception())
-        return [t.result() for t in tasks]
-    finally:
-        pending = [t for t in tasks if not t.done()]
-        for task in pending:
-            task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-
-
-class AsyncDashScopeClient(BaseClient):
+class AsyncDashScopeClient(_ClientBase):
     """Asynchronous twin of :class:`DashScopeClient`: same arguments, ``await`` the calls.
 
-    >>> async with AsyncDashScopeClient() as client:
+    >>> async with AsyncDashScopeClient() as client:  # doctest: +SKIP
     ...     result = await client.embed_texts(["hello"], model="text-embedding-v4")
 
     ``max_concurrency`` bounds requests in flight per event loop. The client may be used from
     several event loops one after another (e.g. repeated ``asyncio.run``); each gets its own
-    connection pool. ``http_client`` takes your own ``httpx.AsyncClient`` (never closed by us).
+    connection pool, closed when that loop shuts down. ``http_client`` takes your own
+    ``httpx.AsyncClient`` (never closed by us; its timeout holds unless you pass ``timeout``).
     """
 
     def __init__(
@@ -243,43 +419,79 @@ class AsyncDashScopeClient(BaseClient):
     ) -> None:
         super().__init__(api_key, options)
         self._injected = http_client
+        self._owns_states = True
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
             weakref.WeakKeyDictionary()
         )
+        self._transport = self._make_transport(
+            http_client is not None and not self.settings.timeout_given()
+        )
+
+    def _make_transport(self, use_client_timeout: bool) -> AsyncTransport:
+        return AsyncTransport(
+            api_key=self._api_key,
+            endpoints=self.endpoints,
+            settings=self.settings,
+            usage=self._usage,
+            use_client_timeout=use_client_timeout,
+        )
+
+    def with_options(self, **changes: Unpack[ClientOptions]) -> AsyncDashScopeClient:
+        """A copy with some settings changed; see :meth:`DashScopeClient.with_options`."""
+        self._check_open()
+        clone = copy.copy(self)
+        clone.settings = self._copy_settings(changes)
+        clone.endpoints = resolve_endpoints(
+            region=clone.settings.region,
+            base_url=clone.settings.base_url,
+            workspace=clone.settings.workspace,
+        )
+        clone._transport = clone._make_transport(
+            self._transport._use_client_timeout and not clone.settings.timeout_given()
+        )
+        clone._owns_states = False
+        if clone.settings.max_concurrency != self.settings.max_concurrency:
+            clone._states = weakref.WeakKeyDictionary()
+            clone._owns_states = True
+        return clone
 
     async def _state(self) -> _LoopState:
+        self._check_open()
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
-            semaphore = asyncio.Semaphore(self.max_concurrency)
+            limiter = AsyncLimiter(self.max_concurrency)
             if self._injected is not None:
-                state = self._states[loop] = _LoopState(self._injected, semaphore, None)
+                state = self._states[loop] = _LoopState(self._injected, limiter, None)
             else:
                 http = httpx.AsyncClient(
-                    timeout=self.timeout,
-                    limits=httpx.Limits(max_keepalive_connections=max(20, self.max_concurrency)),
+                    timeout=httpx.Timeout(None), limits=_http_limits(self.max_concurrency)
                 )
                 # A pool belongs to one loop. Started here, this generator is registered with
                 # the loop, so a loop ended by asyncio.run closes its pool instead of leaking it.
                 closer = _close_at_loop_shutdown(http)
-                state = _LoopState(http, semaphore, closer)
+                state = _LoopState(http, limiter, closer)
                 self._states[loop] = state  # before the await: one pool per loop, always
                 await closer.__anext__()
         return state
 
     async def embed_texts(
         self,
-        texts: Sequence[str],
+        texts: Iterable[str],
         *,
-        model: str | ModelSpec = "text-embedding-v4",
+        model: str | ModelSpec = _DEFAULT_MODEL,
         dimension: int | None = None,
         text_type: TextType | None = None,
         output_type: OutputType = "dense",
         instruct: str | None = None,
-        protocol: Protocol | None = None,
+        protocol: WireProtocol | None = None,
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
     ) -> EmbeddingResult:
         """Embed ``texts``; see :meth:`DashScopeClient.embed_texts`."""
-        call = self._plan(
+        call, requests = self._plan_text(
             texts,
             model=model,
             dimension=dimension,
@@ -287,42 +499,50 @@ class AsyncDashScopeClient(BaseClient):
             output_type=output_type,
             instruct=instruct,
             protocol=protocol,
+            extra_body=extra_body,
         )
-        state = await self._state()
-        outputs = await _all_or_nothing([self._send(state, call, r) for r in call.requests])
-        return self._finish(call, outputs)
+        options = _request_options(timeout, max_retries, extra_headers, None)
+        outputs = await self._send_all(requests, options, text.usage_hook(call))
+        return text.finish(call, outputs)
 
-    async def _send(self, state: _LoopState, call: Call, request: Request) -> BatchOutput:
-        async with state.semaphore:
-            for attempt in range(self.max_retries + 1):
-                headers: httpx.Headers | None = None
-                try:
-                    response = await state.http.post(
-                        request.url,
-                        content=request.content,
-                        headers=self._headers(),
-                        timeout=self.timeout,
-                    )
-                    headers = response.headers
-                    return self._parse(call, request, response)
-                except httpx.TransportError as exc:
-                    error: APIError = transport_error(exc, request.url)
-                    error.__cause__ = exc
-                except APIStatusError as exc:
-                    error = exc
-                delay = self._retry_wait(attempt, error, headers)
-                if delay is None:
-                    raise error
-                await _async_sleep(delay)
-        raise AssertionError("unreachable")  # pragma: no cover
+    async def _send_all(
+        self,
+        requests: Sequence[tuple[APIRequest, Callable[[Answer], T]]],
+        options: RequestOptions,
+        usage: Callable[[T], Usage | None] | None = None,
+    ) -> list[T]:
+        """Send every request side by side; results in request order, all or nothing."""
+        if not requests:
+            return []
+        state = await self._state()
+        return await run_all_async(
+            [
+                self._transport.send(
+                    state.http, state.limiter, request, parse, options=options, usage=usage
+                )
+                for request, parse in requests
+            ]
+        )
 
     async def aclose(self) -> None:
-        """Close the connection pool of the running loop (an injected client is left open)."""
-        state = self._states.pop(asyncio.get_running_loop(), None)
+        """Close the running loop's connection pool; the client cannot be used afterwards.
+
+        Pools of other event loops close when those loops shut down. An injected client is
+        left open.
+        """
+        self._closed = True
+        if not self._owns_states:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - aclose is a coroutine, a loop runs
+            return
+        state = self._states.pop(loop, None)
         if state is not None and state.closer is not None:
             await state.closer.aclose()
 
     async def __aenter__(self) -> AsyncDashScopeClient:
+        self._check_open()
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:

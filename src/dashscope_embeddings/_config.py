@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import typing
+import warnings
 from dataclasses import dataclass
 
 import httpx
@@ -15,16 +16,13 @@ from dashscope_embeddings._constants import (
     COMPATIBLE_PREFIX,
     DEFAULT_REGION,
     NATIVE_PREFIX,
+    REGION_ENV,
     REGION_HOSTS,
     WORKSPACE_ENV,
 )
-from dashscope_embeddings._errors import DashScopeError
+from dashscope_embeddings._errors import ConfigurationError
 
-__all__ = ["ConfigurationError", "Endpoints", "resolve_api_key", "resolve_endpoints"]
-
-
-class ConfigurationError(DashScopeError, ValueError):
-    """The client cannot be set up: no API key, an unknown region, a malformed base URL."""
+__all__ = ["Endpoints", "resolve_api_key", "resolve_endpoints"]
 
 
 @dataclass(frozen=True)
@@ -76,20 +74,42 @@ def resolve_endpoints(
 ) -> Endpoints:
     """Work out where requests go.
 
-    Order: the ``base_url`` argument, then ``region``, then ``DASHSCOPE_BASE_URL``, then
-    ``DASHSCOPE_HTTP_BASE_URL``, then the default region (cn-beijing). ``region`` also picks
-    the currency of cost estimates when a base URL is given.
+    Arguments beat the environment, and a URL beats a region. The host is the first of: the
+    ``base_url`` argument, the ``region`` argument, ``DASHSCOPE_BASE_URL``,
+    ``DASHSCOPE_HTTP_BASE_URL``, ``DASHSCOPE_REGION``, the default region (cn-beijing).
+    A region that does not pick the host still picks the currency of cost estimates; a
+    ``UserWarning`` says when a region argument or a base URL in the environment is passed
+    over, so a host is never chosen silently.
 
     Raises:
         ConfigurationError: For an unknown region or a malformed URL.
     """
     env = os.environ if environ is None else environ
-    if region is not None and region not in REGION_HOSTS:
-        raise ConfigurationError(
-            f"unknown region {region!r}; choose one of {', '.join(REGION_HOSTS)} or pass base_url="
+    for given in (region, env.get(REGION_ENV) or None):
+        if given is not None and given not in REGION_HOSTS:
+            raise ConfigurationError(
+                f"unknown region {given!r}; choose one of {', '.join(REGION_HOSTS)} "
+                "or pass base_url="
+            )
+    env_url = next((env[name] for name in BASE_URL_ENVS if env.get(name)), None)
+    if base_url is not None and region is not None:
+        warnings.warn(
+            f"both base_url and region={region!r} were given: requests go to base_url, and the "
+            "region only sets the currency of cost estimates",
+            UserWarning,
+            stacklevel=4,
+        )
+    elif region is not None and env_url is not None:
+        warnings.warn(
+            f"region={region!r} was given, so DASHSCOPE_BASE_URL / DASHSCOPE_HTTP_BASE_URL "
+            f"({env_url}) is not used; drop the region argument to use it",
+            UserWarning,
+            stacklevel=4,
         )
     if base_url is None and region is None:
-        base_url = next((env[name] for name in BASE_URL_ENVS if env.get(name)), None)
+        base_url = env_url
+    if base_url is None and region is None:
+        region = env.get(REGION_ENV) or None
     if base_url is None:
         base_url = REGION_HOSTS[region or DEFAULT_REGION]
     native, compatible = _split_base(base_url)

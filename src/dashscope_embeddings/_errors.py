@@ -3,6 +3,9 @@
 The tree::
 
     DashScopeError
+    ├── ConfigurationError (also a ValueError)  the client cannot be set up: key, region, URL,
+    │                                            an option out of range
+    ├── ClientClosedError (also a RuntimeError) a call on a client after close() / aclose()
     ├── InvalidInputError (also a ValueError)   input judged bad before any request is sent
     ├── APIError                                 anything that went wrong talking to the service
     │   ├── APIStatusError                       the service answered with an error
@@ -17,6 +20,7 @@ The tree::
     │   ├── APIConnectionError                   no answer: connection refused, reset, ...
     │   │   └── APITimeoutError                  no answer in time
     │   └── ResponseValidationError              an answer that is not a whole, valid result
+    │                                            (retried: a cut or garbled body is transient)
 
 Every :class:`APIStatusError` carries ``status_code``, the DashScope ``code`` (branch on it, not
 on ``message``), ``message`` and ``request_id`` (quote it in support tickets). None of them ever
@@ -34,6 +38,8 @@ __all__ = [
     "APITimeoutError",
     "AuthenticationError",
     "BadRequestError",
+    "ClientClosedError",
+    "ConfigurationError",
     "ContentRejectedError",
     "DashScopeError",
     "InvalidInputError",
@@ -49,6 +55,21 @@ __all__ = [
 
 class DashScopeError(Exception):
     """Base class of every error this package raises."""
+
+
+class ConfigurationError(DashScopeError, ValueError):
+    """The client cannot be set up: no key, an unknown region or option, a value out of range.
+
+    Raised at construction, before anything is sent; the message names the option.
+    """
+
+
+class ClientClosedError(DashScopeError, RuntimeError):
+    """A call on a client that was closed with ``close()`` / ``aclose()``.
+
+    A closed client stays closed; create a new one. (The framework adapters do this for you:
+    their ``close()`` only releases connections, which reopen on the next call.)
+    """
 
 
 class InvalidInputError(DashScopeError, ValueError):
@@ -87,12 +108,15 @@ class APIStatusError(APIError):
         request_id: str | None = None,
         body: typing.Any = None,
         retry_after: float | None = None,
+        headers: typing.Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message, request_id=request_id)
         self.status_code = status_code
         self.code = code
         self.body = body
         self.retry_after = retry_after
+        self.headers: typing.Mapping[str, str] = headers if headers is not None else {}
+        """The answer's headers (never the request's, which hold the key)."""
 
     def __str__(self) -> str:
         parts = [f"HTTP {self.status_code}"]
@@ -145,7 +169,24 @@ class APITimeoutError(APIConnectionError):
 
 
 class ResponseValidationError(APIError):
-    """The service answered 200 but the body is not a whole, valid result for the request."""
+    """The service answered 200 but the body is not a whole, valid result for the request.
+
+    A cut, garbled or non-JSON body, a missing or repeated index, a vector of the wrong size or
+    with NaN / Infinity: each is treated as transient and retried like a 5xx; this error is
+    raised once retries are spent. ``status_code`` and ``content_type`` describe the answer.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        request_id: str | None = None,
+        status_code: int | None = None,
+        content_type: str | None = None,
+    ) -> None:
+        super().__init__(message, request_id=request_id)
+        self.status_code = status_code
+        self.content_type = content_type
 
 
 _BY_STATUS: dict[int, type[APIStatusError]] = {
@@ -221,6 +262,7 @@ def make_status_error(
     request_id: str | None,
     body: typing.Any = None,
     retry_after: float | None = None,
+    headers: typing.Mapping[str, str] | None = None,
 ) -> APIStatusError:
     """Build the right :class:`APIStatusError` subclass for a status and DashScope ``code``."""
     cls = _class_for(status_code, code, message)
@@ -231,4 +273,5 @@ def make_status_error(
         request_id=request_id,
         body=body,
         retry_after=retry_after,
+        headers=headers,
     )

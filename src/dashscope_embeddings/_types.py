@@ -5,10 +5,13 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 
-__all__ = ["EmbeddingResult", "OutputType", "SparseVector", "TextType", "Usage"]
+__all__ = ["EmbeddingResult", "OutputType", "SparseVector", "TextType", "Usage", "WireProtocol"]
 
 TextType = typing.Literal["query", "document"]
 OutputType = typing.Literal["dense", "sparse", "dense&sparse"]
+WireProtocol = typing.Literal["native", "compatible"]
+"""``native``: the DashScope endpoint (text_type, sparse, instruct). ``compatible``: the
+OpenAI-compatible ``/embeddings`` endpoint (dense only, no text_type)."""
 
 
 @dataclass(frozen=True)
@@ -77,21 +80,47 @@ class Usage:
 class EmbeddingResult:
     """The embeddings of one call, in input order.
 
+    ``embeddings`` and ``sparse_embeddings`` are always lists (no ``None`` checks for the kind
+    you asked for); reading the kind a call did not ask for raises ``AttributeError`` naming
+    the ``output_type`` that would have returned it.
+
+    >>> result = client.embed_texts(["hi"], model="text-embedding-v4")  # doctest: +SKIP
+    >>> result.embeddings[0][:3], result.usage.total_tokens  # doctest: +SKIP
+
     Attributes:
         model: The model that produced them.
-        embeddings: Dense vectors, one per input; ``None`` when only sparse output was asked.
-        sparse_embeddings: Sparse vectors, one per input; ``None`` unless asked for.
+        dense: Dense vectors, one per input, or ``None`` when not asked for.
+        sparse: Sparse vectors, one per input, or ``None`` when not asked for.
         usage: Tokens and estimated cost of this call.
         request_ids: The service's request id of each request the call was split into.
     """
 
     model: str
-    embeddings: list[list[float]] | None
-    sparse_embeddings: list[SparseVector] | None
+    dense: list[list[float]] | None
+    sparse: list[SparseVector] | None
     usage: Usage
     request_ids: tuple[str, ...] = field(default=())
 
+    @property
+    def embeddings(self) -> list[list[float]]:
+        """Dense vectors, one per input, in input order."""
+        if self.dense is None:
+            raise AttributeError(
+                "this result has no dense vectors: ask for output_type='dense' or 'dense&sparse'"
+            )
+        return self.dense
+
+    @property
+    def sparse_embeddings(self) -> list[SparseVector]:
+        """Sparse vectors, one per input, in input order."""
+        if self.sparse is None:
+            raise AttributeError(
+                "this result has no sparse vectors: ask for output_type='sparse' or "
+                "'dense&sparse' (text-embedding-v3 / v4)"
+            )
+        return self.sparse
+
     def __len__(self) -> int:
-        if self.embeddings is not None:
-            return len(self.embeddings)
-        return len(self.sparse_embeddings or ())
+        if self.dense is not None:
+            return len(self.dense)
+        return len(self.sparse or ())

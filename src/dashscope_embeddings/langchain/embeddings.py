@@ -1,19 +1,9 @@
-"""LangChain embeddings for DashScope: a drop-in for ``langchain_community``'s class.
-
-Setup:
-    .. code-block:: bash
-
-        pip install "dashscope-embeddings[langchain]"
-        export DASHSCOPE_API_KEY="sk-..."
-
-Migrating: replace ``from langchain_community.embeddings import DashScopeEmbeddings`` with
-``from dashscope_embeddings.langchain import DashScopeEmbeddings``; the arguments ``model``,
-``dashscope_api_key`` and ``max_retries`` mean what they meant.
-"""
+"""``DashScopeEmbeddings``: LangChain's ``Embeddings`` over the core client."""
 
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 
 try:
     from langchain_core.embeddings import Embeddings
@@ -24,19 +14,20 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
         'pip install "dashscope-embeddings[langchain]"'
     ) from exc
 
-from pydantic import ConfigDict, Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr, StrictInt, model_validator
 
-from dashscope_embeddings._settings import EmbeddingSettings
+from dashscope_embeddings._adapter import AdapterSettings
 
 __all__ = ["DashScopeEmbeddings"]
 
 
-class DashScopeEmbeddings(EmbeddingSettings, Embeddings):
+class DashScopeEmbeddings(AdapterSettings, Embeddings):
     """DashScope (Alibaba Cloud Model Studio) text embedding models for LangChain.
 
     Documents are sent with ``text_type="document"``, queries with ``text_type="query"``
     (plus ``instruct`` when set). Inputs are split by the model's real per-request limit,
-    sent several at a time, retried on 429/5xx, and returned in input order.
+    sent several at a time, retried on 429/5xx, and returned in input order. Settings hold at
+    call time: change a field and the next call uses it.
 
     Instantiate:
         .. code-block:: python
@@ -60,9 +51,10 @@ class DashScopeEmbeddings(EmbeddingSettings, Embeddings):
     Cost:
         ``embeddings.usage`` holds the tokens and estimated price of all calls so far.
 
-    Other options (shared with the LlamaIndex adapter): ``dimension``, ``instruct``,
-    ``region``, ``base_url``, ``workspace``, ``protocol``, ``timeout``, ``max_concurrency``,
-    ``max_batch_size``.
+    Every other option (``dimension``, ``instruct``, ``region``, ``base_url``, ``workspace``,
+    ``protocol``, ``timeout``, ``max_concurrency``, ``max_batch_size``, ``http_client``,
+    ``http_async_client``, ``token_counter``) is shared with the LlamaIndex adapter and the
+    core client; README lists them with their defaults.
     """
 
     model_config = ConfigDict(
@@ -79,37 +71,39 @@ class DashScopeEmbeddings(EmbeddingSettings, Embeddings):
 
     1. ``api_key`` / ``dashscope_api_key`` argument;
     2. the ``DASHSCOPE_API_KEY`` environment variable."""
-    max_retries: int = Field(default=5, ge=0)
+    max_retries: StrictInt = Field(default=5, ge=0, le=100)
     """Retries per request on 429, 5xx and transport errors (never on 4xx input errors); 5 as
     in ``langchain_community``."""
-    http_client: typing.Any = Field(default=None, exclude=True)
-    """Your own ``httpx.Client`` (proxies, custom TLS); never closed by this class."""
-    http_async_client: typing.Any = Field(default=None, exclude=True)
-    """Your own ``httpx.AsyncClient``; never closed by this class."""
+    model_kwargs: dict[str, typing.Any] = Field(default_factory=dict)
+    """Extra service parameters merged into every request's ``parameters`` (native protocol)
+    or body (compatible protocol), for a parameter this package does not know yet."""
 
     @model_validator(mode="after")
-    def _build(self) -> DashScopeEmbeddings:
-        self._make_embedder(
-            self.model,
-            self.dashscope_api_key,
-            "document",
-            http_client=self.http_client,
-            async_http_client=self.http_async_client,
-        )
+    def _validate(self) -> DashScopeEmbeddings:
+        self._check()
         return self
+
+    def _model(self) -> str:
+        return self.model
+
+    def _secret(self) -> SecretStr | None:
+        return self.dashscope_api_key
+
+    def _extra_parameters(self) -> Mapping[str, typing.Any] | None:
+        return self.model_kwargs
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents for storage; one vector per text, in input order."""
-        return self._embedder.embed_documents(texts)
+        return self._embed(texts, query=False)
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query."""
-        return self._embedder.embed_query(text)
+        return self._embed([text], query=True)[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents for storage, asynchronously."""
-        return await self._embedder.aembed_documents(texts)
+        return await self._aembed(texts, query=False)
 
     async def aembed_query(self, text: str) -> list[float]:
         """Embed a search query, asynchronously."""
-        return await self._embedder.aembed_query(text)
+        return (await self._aembed([text], query=True))[0]

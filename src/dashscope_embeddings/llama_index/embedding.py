@@ -1,22 +1,9 @@
-"""LlamaIndex embeddings for DashScope: a drop-in for ``llama-index-embeddings-dashscope``.
-
-Setup:
-    .. code-block:: bash
-
-        pip install "dashscope-embeddings[llama-index]"
-        export DASHSCOPE_API_KEY="sk-..."
-
-Migrating: replace ``from llama_index.embeddings.dashscope import DashScopeEmbedding`` with
-``from dashscope_embeddings.llama_index import DashScopeEmbedding``. ``model_name``,
-``text_type``, ``api_key`` and ``embed_batch_size`` keep their meaning, and the enums
-``DashScopeTextEmbeddingModels`` / ``DashScopeTextEmbeddingType`` are here too. Unlike the old
-class, ``text_type`` really reaches the service, failures raise instead of returning empty
-vectors, and async is truly async.
-"""
+"""``DashScopeEmbedding``: LlamaIndex's ``BaseEmbedding`` over the core client."""
 
 from __future__ import annotations
 
 import typing
+from collections.abc import Mapping
 from enum import Enum
 
 try:
@@ -28,7 +15,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
         'pip install "dashscope-embeddings[llama-index]"'
     ) from exc
 
-from dashscope_embeddings._settings import EmbeddingSettings
+from dashscope_embeddings._adapter import AdapterSettings
 from dashscope_embeddings._types import TextType
 
 __all__ = [
@@ -56,39 +43,49 @@ class DashScopeTextEmbeddingModels(str, Enum):
 
 
 class DashScopeBatchTextEmbeddingModels(str, Enum):
-    """Asynchronous file-task model names."""
+    """Asynchronous file-task model names.
+
+    The old integration also lists ``text-embedding-async-v3``; no service page documents
+    such a model (only async-v1 and async-v2 exist), so it is not offered here.
+    """
 
     TEXT_EMBEDDING_ASYNC_V1 = "text-embedding-async-v1"
     TEXT_EMBEDDING_ASYNC_V2 = "text-embedding-async-v2"
 
 
-class DashScopeEmbedding(BaseEmbedding, EmbeddingSettings):
+class DashScopeEmbedding(BaseEmbedding, AdapterSettings):
     """DashScope (Alibaba Cloud Model Studio) text embeddings for LlamaIndex.
 
     >>> from dashscope_embeddings.llama_index import DashScopeEmbedding
     >>> embed_model = DashScopeEmbedding(model_name="text-embedding-v4", dimension=1024)
-    >>> vector = embed_model.get_query_embedding("How do I return an item?")
+    >>> vector = embed_model.get_query_embedding("How do I return an item?")  # doctest: +SKIP
 
     ``embed_batch_size`` only sets how many texts LlamaIndex hands over at once: requests never
     exceed the model's own limit (10 for v3/v4, 25 for v1/v2), and several are sent at a time.
-    The object pickles (e.g. ``IngestionPipeline(num_workers=...)``): clients are recreated on
-    first use in each process.
+    Settings hold at call time. The object pickles (e.g. ``IngestionPipeline(num_workers=...)``):
+    clients are recreated on first use in each process.
 
     Args:
         model_name: Model name; defaults to ``text-embedding-v2`` as the old integration did.
         text_type: ``text_type`` of texts (nodes); queries always use ``query``.
         api_key: API key; defaults to ``DASHSCOPE_API_KEY``.
         embed_batch_size: Texts per LlamaIndex batch.
-        **kwargs: ``dimension``, ``instruct``, ``region``, ``base_url``, ``workspace``,
-            ``protocol``, ``max_retries`` (default 2), ``timeout``, ``max_concurrency``,
-            ``max_batch_size``, and LlamaIndex's own ``num_workers``, ``callback_manager``...
+        **kwargs: ``dimension``, ``instruct``, ``additional_kwargs``, ``region``,
+            ``base_url``, ``workspace``, ``protocol``, ``max_retries`` (default 2),
+            ``timeout``, ``max_concurrency``, ``max_batch_size``, ``http_client``,
+            ``http_async_client``, ``token_counter``, and LlamaIndex's own ``num_workers``,
+            ``callback_manager``...
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     text_type: TextType = Field(default="document", description="text_type of nodes.")
     api_key: SecretStr | None = Field(
         default=None, exclude=True, description="API key; DASHSCOPE_API_KEY if unset."
+    )
+    additional_kwargs: dict[str, typing.Any] = Field(
+        default_factory=dict,
+        description="Extra service parameters merged into every request's parameters.",
     )
 
     def __init__(
@@ -106,27 +103,39 @@ class DashScopeEmbedding(BaseEmbedding, EmbeddingSettings):
             embed_batch_size=embed_batch_size,
             **kwargs,
         )
-        self._make_embedder(self.model_name, self.api_key, self.text_type)
+        self._check()
 
     @classmethod
     def class_name(cls) -> str:
         """Name used in serialised LlamaIndex configs."""
         return "DashScopeEmbedding"
 
+    def _model(self) -> str:
+        return self.model_name
+
+    def _secret(self) -> SecretStr | None:
+        return self.api_key
+
+    def _document_text_type(self) -> TextType | None:
+        return self.text_type
+
+    def _extra_parameters(self) -> Mapping[str, typing.Any] | None:
+        return self.additional_kwargs
+
     def _get_query_embedding(self, query: str) -> list[float]:
-        return self._embedder.embed_query(query)
+        return self._embed([query], query=True)[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
-        return await self._embedder.aembed_query(query)
+        return (await self._aembed([query], query=True))[0]
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        return self._embedder.embed_documents([text])[0]
+        return self._embed([text], query=False)[0]
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
-        return (await self._embedder.aembed_documents([text]))[0]
+        return (await self._aembed([text], query=False))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._embedder.embed_documents(texts)
+        return self._embed(texts, query=False)
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return await self._embedder.aembed_documents(texts)
+        return await self._aembed(texts, query=False)

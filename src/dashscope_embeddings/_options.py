@@ -1,0 +1,199 @@
+"""The client's options, defined once.
+
+:class:`ClientSettings` is the single definition of every option the core clients take: its
+fields carry the types, defaults, allowed ranges and the documentation that README's tables
+are generated from. The core clients validate their keyword arguments with it, and both
+framework adapters inherit it, so an option is added or changed in this one place.
+:class:`ClientOptions` is the same set as a ``TypedDict``, for type checkers only (a test
+keeps the two equal).
+
+Per-call escape hatches (``extra_body``, ``extra_headers``, ``timeout``, ``max_retries``) are
+in :class:`RequestOptions`.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+
+from dashscope_embeddings._constants import (
+    DEFAULT_MAX_CONCURRENCY,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT_S,
+)
+from dashscope_embeddings._errors import ConfigurationError
+from dashscope_embeddings._tokens import TokenCounter
+from dashscope_embeddings._types import WireProtocol
+
+__all__ = [
+    "NOT_GIVEN",
+    "ClientOptions",
+    "ClientSettings",
+    "NotGiven",
+    "RequestOptions",
+    "TimeoutTypes",
+    "validate_settings",
+]
+
+TimeoutTypes = typing.Union[float, httpx.Timeout, None]  # noqa: UP007 (runtime alias, py3.10)
+
+
+class NotGiven:
+    """The type of :data:`NOT_GIVEN`, which means "use the client's setting".
+
+    ``None`` cannot say that: ``timeout=None`` means "wait forever".
+    """
+
+    _instance: NotGiven | None = None
+
+    def __new__(cls) -> NotGiven:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return "NOT_GIVEN"
+
+    def __reduce__(self) -> str:
+        return "NOT_GIVEN"
+
+
+NOT_GIVEN = NotGiven()
+
+
+class ClientSettings(BaseModel):
+    """Options of :class:`~dashscope_embeddings.DashScopeClient` and its async twin.
+
+    Every field is a keyword argument of both core clients and of both framework adapters.
+    """
+
+    model_config = ConfigDict(
+        extra="forbid", arbitrary_types_allowed=True, protected_namespaces=(), frozen=False
+    )
+
+    region: str | None = Field(
+        default=None,
+        description="`cn-beijing` (default), `ap-southeast-1` or `cn-hongkong`; also "
+        "`DASHSCOPE_REGION`. API keys are region-bound.",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="An explicit host or base URL (beats `region`); also `DASHSCOPE_BASE_URL`, "
+        "then `DASHSCOPE_HTTP_BASE_URL`.",
+    )
+    workspace: str | None = Field(
+        default=None,
+        description="Workspace id, sent as `X-DashScope-WorkSpace`; also "
+        "`DASHSCOPE_WORKSPACE_ID`.",
+    )
+    protocol: WireProtocol = Field(
+        default="native",
+        description="`native` (text_type, sparse, instruct) or `compatible` (the "
+        "OpenAI-compatible endpoint: dense only, queries and documents embedded alike).",
+    )
+    max_retries: StrictInt = Field(
+        default=DEFAULT_MAX_RETRIES,
+        ge=0,
+        le=100,
+        description="Retries per request on 429, 5xx, transport errors and malformed answers; "
+        "never on other 4xx.",
+    )
+    timeout: float | httpx.Timeout | None = Field(
+        default=DEFAULT_TIMEOUT_S,
+        description="Deadline in seconds for each attempt of a request, reading the answer "
+        "included; `None` waits forever. With your own `http_client`, its timeout is kept "
+        "unless this is given.",
+    )
+    max_concurrency: StrictInt = Field(
+        default=DEFAULT_MAX_CONCURRENCY,
+        ge=1,
+        le=1024,
+        description="Requests in flight at once, shared by every call on the client.",
+    )
+    token_counter: TokenCounter | None = Field(
+        default=None,
+        exclude=True,
+        description="An exact token counter `str -> int` for the pre-send length check "
+        "(default: a tokenizer-free estimate).",
+    )
+
+    def timeout_given(self) -> bool:
+        """Whether ``timeout`` was set explicitly (else an injected client's own is kept)."""
+        return "timeout" in self.model_fields_set
+
+
+def _check_timeout(timeout: object) -> None:
+    if timeout is None or isinstance(timeout, httpx.Timeout):
+        return
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+        raise ConfigurationError(
+            f"timeout must be a number of seconds > 0, an httpx.Timeout, or None (wait "
+            f"forever); got {timeout!r}"
+        )
+
+
+def validate_settings(options: typing.Mapping[str, typing.Any]) -> ClientSettings:
+    """Build :class:`ClientSettings` from keyword arguments, or raise ConfigurationError.
+
+    The message names each bad option, what was given and what is allowed.
+    """
+    _check_timeout(options.get("timeout", DEFAULT_TIMEOUT_S))
+    try:
+        return ClientSettings(**options)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = ".".join(str(part) for part in error["loc"]) or "options"
+            if error["type"] == "extra_forbidden":
+                known = ", ".join(ClientSettings.model_fields)
+                problems.append(f"unknown option {name!r} (options: {known})")
+            else:
+                problems.append(f"{name}={error.get('input')!r}: {error['msg']}")
+        raise ConfigurationError("; ".join(problems)) from None
+
+
+class ClientOptions(typing.TypedDict, total=False):
+    """The fields of :class:`ClientSettings` as keyword-argument types (see there)."""
+
+    region: str | None
+    base_url: str | None
+    workspace: str | None
+    protocol: WireProtocol
+    max_retries: int
+    timeout: TimeoutTypes
+    max_concurrency: int
+    token_counter: TokenCounter | None
+
+
+@dataclass(frozen=True)
+class RequestOptions:
+    """Per-call overrides: where a value is :data:`NOT_GIVEN`, the client's setting holds.
+
+    Attributes:
+        timeout: Deadline per attempt, in seconds (``None`` waits forever).
+        max_retries: Retries per request for this call.
+        extra_headers: Headers added to every request of the call.
+        extra_body: Merged into every JSON body of the call (nested objects merged key by
+            key), for service parameters this package does not know yet.
+    """
+
+    timeout: TimeoutTypes | NotGiven = NOT_GIVEN
+    max_retries: int | NotGiven = NOT_GIVEN
+    extra_headers: typing.Mapping[str, str] | None = None
+    extra_body: typing.Mapping[str, typing.Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.timeout, NotGiven):
+            _check_timeout(self.timeout)
+        if not isinstance(self.max_retries, NotGiven) and (
+            isinstance(self.max_retries, bool)
+            or not isinstance(self.max_retries, int)
+            or self.max_retries < 0
+        ):
+            raise ConfigurationError(f"max_retries must be an int >= 0, got {self.max_retries!r}")

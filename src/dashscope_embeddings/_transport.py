@@ -1,0 +1,503 @@
+"""The one request path every endpoint uses, once per I/O flavour.
+
+An endpoint module (``resources/``) describes a request as an :class:`APIRequest` — method,
+URL, a JSON body or multipart fields, extra headers — and a parser that turns the service's
+:class:`Answer` into a result. :class:`SyncTransport` and :class:`AsyncTransport` send it:
+
+* headers: the key (``Authorization: Bearer``), workspace, user agent, per-call extras;
+* a deadline per attempt that covers reading the whole answer (a server that trickles its body
+  cannot hold a call past ``timeout``), and a bound on the answer's size;
+* error classification: HTTP >= 400, or a 200 whose body carries a top-level ``code``, becomes
+  the typed :class:`~dashscope_embeddings.APIStatusError` subclass; a body that should be JSON
+  but is not (cut, an HTML page from a gateway) becomes a retryable
+  :class:`~dashscope_embeddings.ResponseValidationError` naming the status, content type and a
+  snippet;
+* retries with backoff and jitter, honouring ``Retry-After`` (policy in ``_retry.py``), each
+  attempt holding a permit of the client's limiter only while it is on the wire, never while it
+  sleeps; a sync call's siblings stop at once through a per-call cancel event;
+* a usage hook that records what a successful answer billed, once per request (retries are
+  never billed twice);
+* the key never appears in an error, its cause chain or a log line: transport errors are
+  re-raised as our own types without chaining the httpx exception (whose request holds the
+  headers).
+
+Everything without I/O is in :class:`BaseTransport`; the two subclasses differ only in their
+``send`` loops, which mirror each other line for line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import platform
+import threading
+import time
+import typing
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+from pydantic import SecretStr
+
+from dashscope_embeddings._config import Endpoints
+from dashscope_embeddings._constants import DEFAULT_CONNECT_TIMEOUT_S, MAX_RESPONSE_BYTES
+from dashscope_embeddings._errors import (
+    APIConnectionError,
+    APIError,
+    APIStatusError,
+    APITimeoutError,
+    ResponseValidationError,
+    make_status_error,
+)
+from dashscope_embeddings._limiter import AsyncLimiter, SyncLimiter
+from dashscope_embeddings._options import NOT_GIVEN, ClientSettings, NotGiven, RequestOptions
+from dashscope_embeddings._retry import parse_retry_after, retry_delay, should_retry
+from dashscope_embeddings._types import Usage
+from dashscope_embeddings._usage import UsageTracker
+from dashscope_embeddings._version import __version__
+
+__all__ = [
+    "APIRequest",
+    "Answer",
+    "AsyncTransport",
+    "BaseTransport",
+    "CallCancelled",
+    "SyncTransport",
+]
+
+logger = logging.getLogger("dashscope_embeddings.transport")
+
+T = typing.TypeVar("T")
+
+USER_AGENT = (
+    f"dashscope-embeddings/{__version__} "
+    f"python/{platform.python_version()} httpx/{httpx.__version__}"
+)
+_SNIPPET = 200
+
+
+@dataclass(frozen=True)
+class APIRequest:
+    """One HTTP request an endpoint module wants sent.
+
+    Attributes:
+        method: ``GET``, ``POST`` or ``DELETE``.
+        url: Absolute URL.
+        content: A JSON body, already serialised (``Content-Type: application/json``).
+        files: Multipart file fields, ``name -> (filename, bytes, content type)``.
+        data: Multipart form fields sent with ``files``.
+        headers: Headers of this request only (e.g. ``X-DashScope-Async``).
+        expect_json: Whether a successful answer must be JSON (``False`` for file downloads).
+        max_response_bytes: Largest answer accepted.
+        label: What the request is, for logs (never the input text).
+    """
+
+    method: str
+    url: str
+    content: bytes | None = None
+    files: Mapping[str, tuple[str, bytes, str]] | None = None
+    data: Mapping[str, str] | None = None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    expect_json: bool = True
+    max_response_bytes: int = MAX_RESPONSE_BYTES
+    label: str = ""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A successful answer: status, headers, raw body and, for JSON, the decoded payload."""
+
+    status_code: int
+    headers: httpx.Headers
+    content: bytes
+    payload: object
+    request_id: str | None
+
+
+def _wait(cancel: threading.Event | None, delay: float) -> bool:
+    """Sleep ``delay`` seconds before a retry; ``True`` if the call was cancelled meanwhile.
+
+    Backoff waits go through this name (and ``_async_sleep``), so tests can record them.
+    """
+    if cancel is None:
+        time.sleep(delay)
+        return False
+    return cancel.wait(delay)
+
+
+_async_sleep = asyncio.sleep
+
+
+class CallCancelled(Exception):
+    """Raised inside a request whose call has already failed or been interrupted."""
+
+
+def decode_json(content: bytes) -> tuple[bool, object]:
+    """``(True, value)`` for a JSON body, ``(False, None)`` otherwise."""
+    try:
+        return True, typing.cast(object, json.loads(content))
+    except (ValueError, UnicodeDecodeError):
+        return False, None
+
+
+def body_error_code(payload: object) -> str | None:
+    """The non-empty top-level ``code`` of a body, if any (an error even under HTTP 200)."""
+    if isinstance(payload, dict):
+        code = payload.get("code")
+        if isinstance(code, str) and code:
+            return code
+    return None
+
+
+def parse_error(
+    status_code: int,
+    payload: object,
+    *,
+    text: str,
+    header_request_id: str | None,
+    retry_after: float | None,
+    headers: Mapping[str, str] | None = None,
+) -> APIStatusError:
+    """The typed error of an error answer, in either protocol's body shape.
+
+    Native: ``{"request_id", "code", "message"}``; OpenAI-compatible:
+    ``{"error": {"message", "type", "param", "code"}, "id", "request_id"}``.
+    """
+    code: str | None = None
+    message = ""
+    request_id = header_request_id
+    if isinstance(payload, dict):
+        request_id = payload.get("request_id") or payload.get("id") or request_id
+        error = payload.get("error")
+        if isinstance(error, dict):  # OpenAI-compatible shape
+            code = error.get("code") or error.get("type")
+            message = str(error.get("message") or "")
+        else:
+            code = payload.get("code")
+            message = str(payload.get("message") or payload.get("msg") or "")
+    else:
+        message = text[:500]
+    return make_status_error(
+        status_code,
+        code=str(code) if code else None,
+        message=message,
+        request_id=str(request_id) if request_id else None,
+        body=payload if payload is not None else text[:2000],
+        retry_after=retry_after,
+        headers=headers,
+    )
+
+
+def _snippet(content: bytes) -> str:
+    text = content[:_SNIPPET].decode("utf-8", "replace")
+    return " ".join(text.split()) + ("..." if len(content) > _SNIPPET else "")
+
+
+class BaseTransport:
+    """Request building, answer classification and retry decisions; no I/O."""
+
+    def __init__(
+        self,
+        *,
+        api_key: SecretStr,
+        endpoints: Endpoints,
+        settings: ClientSettings,
+        usage: UsageTracker,
+        use_client_timeout: bool,
+    ) -> None:
+        self._api_key = api_key
+        self.endpoints = endpoints
+        self.settings = settings
+        self.usage = usage
+        # An injected client keeps its own timeout unless the user also gave one.
+        self._use_client_timeout = use_client_timeout
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.endpoints.native_base!r})"
+
+    def timeout(self, options: RequestOptions) -> httpx.Timeout | None:
+        """The httpx timeout of one attempt; ``None`` means "the injected client's own"."""
+        value = options.timeout
+        if isinstance(value, NotGiven):
+            if self._use_client_timeout:
+                return None
+            value = self.settings.timeout
+        if isinstance(value, httpx.Timeout):
+            return value
+        if value is None:
+            return httpx.Timeout(None)
+        return httpx.Timeout(float(value), connect=min(DEFAULT_CONNECT_TIMEOUT_S, float(value)))
+
+    def deadline(self, options: RequestOptions) -> float | None:
+        """Seconds one attempt may take in all, reading the answer included."""
+        value = options.timeout if not isinstance(options.timeout, NotGiven) else NOT_GIVEN
+        if isinstance(value, NotGiven):
+            if self._use_client_timeout:
+                return None
+            value = self.settings.timeout
+        if isinstance(value, httpx.Timeout):
+            parts = [value.read, value.connect]
+            return None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
+        return None if value is None else float(value)
+
+    def max_retries(self, options: RequestOptions) -> int:
+        """Retries per request for this call."""
+        if isinstance(options.max_retries, NotGiven):
+            return self.settings.max_retries
+        return options.max_retries
+
+    def build(
+        self, http: httpx.Client | httpx.AsyncClient, request: APIRequest, options: RequestOptions
+    ) -> httpx.Request:
+        """The httpx request of one attempt (built anew each time, never mutated)."""
+        headers = {
+            "Authorization": f"Bearer {self._api_key.get_secret_value()}",
+            "Accept": "application/json",
+            "User-Agent": USER_AGENT,
+        }
+        if request.content is not None:
+            headers["Content-Type"] = "application/json"
+        if self.endpoints.workspace:
+            headers["X-DashScope-WorkSpace"] = self.endpoints.workspace
+        headers.update(request.headers)
+        if options.extra_headers:
+            headers.update(options.extra_headers)
+        timeout = self.timeout(options)
+        return http.build_request(
+            request.method,
+            request.url,
+            content=request.content,
+            files=dict(request.files) if request.files else None,
+            data=dict(request.data) if request.data else None,
+            headers=headers,
+            timeout=timeout if timeout is not None else httpx.USE_CLIENT_DEFAULT,
+        )
+
+    def answer(
+        self, request: APIRequest, status: int, headers: httpx.Headers, content: bytes
+    ) -> Answer:
+        """Classify a received answer: return it when successful, raise its typed error."""
+        header_id = headers.get("x-request-id")
+        is_json, payload = decode_json(content) if content else (False, None)
+        if status >= 400 or body_error_code(payload) is not None:
+            raise parse_error(
+                status,
+                payload,
+                text=content.decode("utf-8", "replace"),
+                header_request_id=header_id,
+                retry_after=parse_retry_after(headers),
+                headers=headers,
+            )
+        if request.expect_json and not is_json:
+            kind = headers.get("content-type") or "no content type"
+            raise ResponseValidationError(
+                f"HTTP {status} answer is not JSON ({kind}, {len(content)} bytes): "
+                f"{_snippet(content)!r}",
+                request_id=header_id,
+                status_code=status,
+                content_type=headers.get("content-type"),
+            )
+        if isinstance(payload, dict):
+            body_id = payload.get("request_id") or payload.get("id")
+            header_id = str(body_id) if body_id else header_id
+        return Answer(status, headers, content, payload, header_id)
+
+    def retry_wait(
+        self, attempt: int, error: APIError, max_retries: int, request: APIRequest
+    ) -> float | None:
+        """Seconds to wait before sending again, or ``None`` to raise ``error`` now."""
+        if attempt >= max_retries:
+            return None
+        if isinstance(error, APIStatusError):
+            if not should_retry(error, error.headers):
+                return None
+            delay = retry_delay(attempt, error.retry_after)
+        elif isinstance(error, (APIConnectionError, ResponseValidationError)):
+            delay = retry_delay(attempt)
+        else:
+            return None
+        if delay is not None:
+            logger.info(
+                "%s %s: retrying in %.2fs (retry %d of %d) after %s",
+                request.method,
+                request.label or httpx.URL(request.url).path,
+                delay,
+                attempt + 1,
+                max_retries,
+                error,
+            )
+        return delay
+
+    def transport_error(self, exc: httpx.TransportError, request: APIRequest) -> APIError:
+        """Our error for an httpx transport failure, carrying none of the request's headers."""
+        where = httpx.URL(request.url).copy_with(query=None)
+        if isinstance(exc, httpx.TimeoutException):
+            return APITimeoutError(f"no answer in time from {where} ({type(exc).__name__})")
+        return APIConnectionError(f"could not reach {where}: {type(exc).__name__}: {exc}")
+
+    def too_slow(self, request: APIRequest, deadline: float) -> APITimeoutError:
+        """The error of an attempt that ran past its deadline while reading the answer."""
+        where = httpx.URL(request.url).copy_with(query=None)
+        return APITimeoutError(f"answer from {where} not complete within {deadline:g}s")
+
+    def too_large(self, request: APIRequest, size: int) -> ResponseValidationError:
+        """The error of an answer over the size bound."""
+        return ResponseValidationError(
+            f"answer from {httpx.URL(request.url).path} is over "
+            f"{request.max_response_bytes:,} bytes ({size:,} read); refused"
+        )
+
+    def record(self, usage: Usage | None) -> None:
+        """The usage hook: add what one successful request billed to the running total."""
+        if usage is not None:
+            self.usage.add(usage)
+
+    def log_attempt(
+        self, request: APIRequest, attempt: int, status: int | str, started: float
+    ) -> None:
+        """One DEBUG line per attempt: what, status, latency; never a header or input text."""
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "%s %s%s -> %s in %.0f ms (attempt %d)",
+                request.method,
+                httpx.URL(request.url).path,
+                f" [{request.label}]" if request.label else "",
+                status,
+                (time.monotonic() - started) * 1000,
+                attempt + 1,
+            )
+
+
+class SyncTransport(BaseTransport):
+    """The synchronous send loop over one ``httpx.Client``."""
+
+    def __init__(
+        self, *, http: httpx.Client, limiter: SyncLimiter, **kwargs: typing.Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.http = http
+        self.limiter = limiter
+
+    def send(
+        self,
+        request: APIRequest,
+        parse: Callable[[Answer], T],
+        *,
+        options: RequestOptions,
+        usage: Callable[[T], Usage | None] | None = None,
+        cancel: threading.Event | None = None,
+    ) -> T:
+        """Send ``request`` until it succeeds or retries are spent; return ``parse(answer)``.
+
+        Raises:
+            APIError: The typed error of the last attempt.
+            CallCancelled: When ``cancel`` is set before an attempt or during a backoff wait.
+        """
+        max_retries = self.max_retries(options)
+        deadline = self.deadline(options)
+        for attempt in range(max_retries + 1):
+            if cancel is not None and cancel.is_set():
+                raise CallCancelled
+            started = time.monotonic()
+            error: APIError
+            try:
+                with self.limiter:
+                    status, headers, content = self._attempt(request, options, deadline)
+                self.log_attempt(request, attempt, status, started)
+                result = parse(self.answer(request, status, headers, content))
+                self.record(usage(result) if usage is not None else None)
+                return result
+            except httpx.TransportError as exc:
+                error = self.transport_error(exc, request)
+            except APIError as exc:
+                error = exc
+            self.log_attempt(request, attempt, type(error).__name__, started)
+            delay = self.retry_wait(attempt, error, max_retries, request)
+            if delay is None:
+                raise error
+            if _wait(cancel, delay):
+                raise CallCancelled
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _attempt(
+        self, request: APIRequest, options: RequestOptions, deadline: float | None
+    ) -> tuple[int, httpx.Headers, bytes]:
+        started = time.monotonic()
+        response = self.http.send(self.build(self.http, request, options), stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > request.max_response_bytes:
+                    raise self.too_large(request, size)
+                if deadline is not None and time.monotonic() - started > deadline:
+                    raise self.too_slow(request, deadline)
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
+        finally:
+            response.close()
+
+
+class AsyncTransport(BaseTransport):
+    """The asynchronous send loop; the ``httpx.AsyncClient`` and limiter come per event loop."""
+
+    async def send(
+        self,
+        http: httpx.AsyncClient,
+        limiter: AsyncLimiter,
+        request: APIRequest,
+        parse: Callable[[Answer], T],
+        *,
+        options: RequestOptions,
+        usage: Callable[[T], Usage | None] | None = None,
+    ) -> T:
+        """Async :meth:`SyncTransport.send`; cancelling the task stops it at once."""
+        max_retries = self.max_retries(options)
+        deadline = self.deadline(options)
+        for attempt in range(max_retries + 1):
+            started = time.monotonic()
+            error: APIError
+            try:
+                async with limiter:
+                    status, headers, content = await self._attempt(
+                        http, request, options, deadline
+                    )
+                self.log_attempt(request, attempt, status, started)
+                result = parse(self.answer(request, status, headers, content))
+                self.record(usage(result) if usage is not None else None)
+                return result
+            except httpx.TransportError as exc:
+                error = self.transport_error(exc, request)
+            except APIError as exc:
+                error = exc
+            self.log_attempt(request, attempt, type(error).__name__, started)
+            delay = self.retry_wait(attempt, error, max_retries, request)
+            if delay is None:
+                raise error
+            await _async_sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _attempt(
+        self,
+        http: httpx.AsyncClient,
+        request: APIRequest,
+        options: RequestOptions,
+        deadline: float | None,
+    ) -> tuple[int, httpx.Headers, bytes]:
+        started = time.monotonic()
+        response = await http.send(self.build(http, request, options), stream=True)
+        try:
+            chunks: list[bytes] = []
+            size = 0
+            async for chunk in response.aiter_bytes():
+                size += len(chunk)
+                if size > request.max_response_bytes:
+                    raise self.too_large(request, size)
+                if deadline is not None and time.monotonic() - started > deadline:
+                    raise self.too_slow(request, deadline)
+                chunks.append(chunk)
+            return response.status_code, response.headers, b"".join(chunks)
+        finally:
+            await response.aclose()
