@@ -31,6 +31,14 @@ from dashscope_embeddings._config import resolve_api_key, resolve_endpoints
 from dashscope_embeddings._errors import ClientClosedError
 from dashscope_embeddings._fanout import run_all_async, run_all_sync
 from dashscope_embeddings._limiter import AsyncLimiter, SyncLimiter
+from dashscope_embeddings._namespaces import (
+    AsyncBatches,
+    AsyncFiles,
+    AsyncTasks,
+    Batches,
+    Files,
+    Tasks,
+)
 from dashscope_embeddings._options import (
     NOT_GIVEN,
     ClientOptions,
@@ -242,6 +250,31 @@ class DashScopeClient(_ClientBase):
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
 
+    @property
+    def files(self) -> Files:
+        """Upload, get, download and delete stored files (for the Batch API)."""
+        return Files(self)
+
+    @property
+    def batches(self) -> Batches:
+        """Create, get, list and cancel Batch API jobs."""
+        return Batches(self)
+
+    @property
+    def tasks(self) -> Tasks:
+        """Poll and cancel asynchronous tasks."""
+        return Tasks(self)
+
+    def _request(
+        self,
+        request: APIRequest,
+        parse: Callable[[Answer], T],
+        options: RequestOptions | None = None,
+    ) -> T:
+        """Send one request through the transport (retries, errors, deadline)."""
+        self._check_open()
+        return self._transport.send(request, parse, options=options or RequestOptions())
+
     def with_options(self, **changes: Unpack[ClientOptions]) -> DashScopeClient:
         """A copy with some settings changed, sharing this client's connections and usage.
 
@@ -425,6 +458,33 @@ class AsyncDashScopeClient(_ClientBase):
         )
         self._transport = self._make_transport(
             http_client is not None and not self.settings.timeout_given()
+        )
+
+    @property
+    def files(self) -> AsyncFiles:
+        """Upload, get, download and delete stored files (for the Batch API)."""
+        return AsyncFiles(self)
+
+    @property
+    def batches(self) -> AsyncBatches:
+        """Create, get, list and cancel Batch API jobs."""
+        return AsyncBatches(self)
+
+    @property
+    def tasks(self) -> AsyncTasks:
+        """Poll and cancel asynchronous tasks."""
+        return AsyncTasks(self)
+
+    async def _request(
+        self,
+        request: APIRequest,
+        parse: Callable[[Answer], T],
+        options: RequestOptions | None = None,
+    ) -> T:
+        """Send one request through the transport (retries, errors, deadline)."""
+        state = await self._state()
+        return await self._transport.send(
+            state.http, state.limiter, request, parse, options=options or RequestOptions()
         )
 
     def _make_transport(self, use_client_timeout: bool) -> AsyncTransport:

@@ -47,6 +47,7 @@ from dashscope_embeddings._errors import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    RateLimitError,
     ResponseValidationError,
     make_status_error,
 )
@@ -90,6 +91,9 @@ class APIRequest:
         headers: Headers of this request only (e.g. ``X-DashScope-Async``).
         expect_json: Whether a successful answer must be JSON (``False`` for file downloads).
         max_response_bytes: Largest answer accepted.
+        idempotent: Whether sending it twice is harmless. A request that is not (creating a
+            batch) is retried only when the service surely did not act on it: a 429, or a
+            connection that failed before anything was sent.
         label: What the request is, for logs (never the input text).
     """
 
@@ -101,6 +105,7 @@ class APIRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     expect_json: bool = True
     max_response_bytes: int = MAX_RESPONSE_BYTES
+    idempotent: bool = True
     label: str = ""
 
 
@@ -309,6 +314,10 @@ class BaseTransport:
         """Seconds to wait before sending again, or ``None`` to raise ``error`` now."""
         if attempt >= max_retries:
             return None
+        if not request.idempotent and not (
+            isinstance(error, RateLimitError) or getattr(error, "_nothing_sent", False)
+        ):
+            return None
         if isinstance(error, APIStatusError):
             if not should_retry(error, error.headers):
                 return None
@@ -332,9 +341,14 @@ class BaseTransport:
     def transport_error(self, exc: httpx.TransportError, request: APIRequest) -> APIError:
         """Our error for an httpx transport failure, carrying none of the request's headers."""
         where = httpx.URL(request.url).copy_with(query=None)
+        error: APIError
         if isinstance(exc, httpx.TimeoutException):
-            return APITimeoutError(f"no answer in time from {where} ({type(exc).__name__})")
-        return APIConnectionError(f"could not reach {where}: {type(exc).__name__}: {exc}")
+            error = APITimeoutError(f"no answer in time from {where} ({type(exc).__name__})")
+        else:
+            error = APIConnectionError(f"could not reach {where}: {type(exc).__name__}: {exc}")
+        # Nothing reached the service: safe to send again even when not idempotent.
+        error._nothing_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))  # type: ignore[attr-defined]
+        return error
 
     def too_slow(self, request: APIRequest, deadline: float) -> APITimeoutError:
         """The error of an attempt that ran past its deadline while reading the answer."""
