@@ -111,7 +111,8 @@ def test_check_options_refuses(model: str, kw: dict[str, object], message: str) 
 
 def test_check_options_accepts_valid_combinations() -> None:
     check_options(
-        V4, **_opts(dimension=64, text_type="query", output_type="dense&sparse", instruct="Find")
-    )  # type: ignore[arg-type]
+        V4,
+        **_opts(dimension=64, text_type="query", output_type="dense&sparse", instruct="Find"),  # type: ignore[arg-type]
+    )
     check_options(get_model_spec("text-embedding-v2"), **_opts(dimension=1536))  # type: ignore[arg-type]
     check_options(get_model_spec("custom-model"), **_opts(dimension=4096, protocol="compatible"))  # type: ignore[arg-type]

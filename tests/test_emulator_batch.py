@@ -544,7 +544,7 @@ def test_counters(emu: Emulator, compat: httpx.Client) -> None:
     content(compat, get_batch(compat, batch_id)["output_file_id"])
     assert emu.batch.counters.content_downloads == 1
     with pytest.raises(AttributeError):
-        counters.uploads = 5  # type: ignore[misc]
+        counters.uploads = 5
     emu.batch.reset()
     assert emu.batch.counters.uploads == 0
     assert_compatible_error(compat.get(f"/batches/{batch_id}"), 404, "not_found")

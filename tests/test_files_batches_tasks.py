@@ -147,7 +147,7 @@ def test_a_refused_connection_is_retried_even_for_a_create() -> None:
                 waits.append(delay)
             return 0.0 if delay is not None else None
 
-        transport.retry_wait = spy  # type: ignore[method-assign]
+        transport.retry_wait = spy  # type: ignore[method-assign,assignment]
         request = APIRequest("POST", "http://127.0.0.1:9/batches", content=b"{}", idempotent=False)
         with pytest.raises(APIConnectionError):
             transport.send(request, lambda a: a, options=RequestOptions())

@@ -64,7 +64,7 @@ def test_drop_in_constructor_arguments(emulator_env: Emulator) -> None:
 
 def test_unknown_argument_is_refused(emulator_env: Emulator) -> None:
     with pytest.raises(ValueError, match="dimensions"):
-        DashScopeEmbeddings(dimensions=512)  # type: ignore[call-arg]
+        DashScopeEmbeddings(dimensions=512)
 
 
 def test_bad_settings_fail_at_construction(emulator_env: Emulator) -> None:

@@ -94,7 +94,7 @@ def test_adapter_without_its_extra_names_the_pip_command(
 
 def test_readme_model_table_is_generated_from_the_registry() -> None:
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "model_table.py"), "--check"],
+        [sys.executable, str(ROOT / "scripts" / "readme_tables.py"), "--check"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -114,3 +114,16 @@ def test_readme_quick_start_is_two_commands() -> None:
         "bash scripts/quickstart.sh",
         "bash scripts/test.sh",
     ]
+
+
+def test_readme_options_table_lists_every_option_of_every_class() -> None:
+    from dashscope_embeddings import ClientSettings
+    from dashscope_embeddings.langchain import DashScopeEmbeddings
+    from dashscope_embeddings.llama_index import DashScopeEmbedding
+
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("<!-- options-table:begin") : readme.index("<!-- options-table:end")]
+    framework_own = {"callback_manager", "num_workers", "embeddings_cache", "rate_limiter"}
+    for cls in (ClientSettings, DashScopeEmbeddings, DashScopeEmbedding):
+        for name in set(cls.model_fields) - framework_own:
+            assert f"| `{name}`" in table, f"{cls.__name__}.{name} missing from README"

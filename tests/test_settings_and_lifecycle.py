@@ -87,7 +87,7 @@ def test_llama_index_model_copy_has_its_own_embedder(emulator_env: Emulator) -> 
 
 def test_changing_the_base_url_rebuilds_the_connection(emulator_env: Emulator) -> None:
     emb = DashScopeEmbeddings(model="text-embedding-v4", base_url="http://127.0.0.1:9")
-    emb.base_url = emulator_env.url  # type: ignore[attr-defined]
+    emb.base_url = emulator_env.url
     assert len(emb.embed_query("hi")) == 1024
 
 

@@ -61,20 +61,35 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings):
         extra="forbid", populate_by_name=True, protected_namespaces=(), arbitrary_types_allowed=True
     )
 
-    model: str = "text-embedding-v1"
+    model: str = Field(
+        default="text-embedding-v1",
+        description="Model name (default as in `langchain_community`; `text-embedding-v4` is "
+        "the newest).",
+    )
     """Model name. The default matches ``langchain_community``; ``text-embedding-v4`` is the
     newest (sparse, instruct, dimensions 64-2048)."""
     dashscope_api_key: SecretStr | None = Field(
-        alias="api_key", default_factory=secret_from_env("DASHSCOPE_API_KEY", default=None)
+        alias="api_key",
+        default_factory=secret_from_env("DASHSCOPE_API_KEY", default=None),
+        description="API key (alias `api_key`); else `DASHSCOPE_API_KEY`.",
     )
     """API key. Resolution order:
 
     1. ``api_key`` / ``dashscope_api_key`` argument;
     2. the ``DASHSCOPE_API_KEY`` environment variable."""
-    max_retries: StrictInt = Field(default=5, ge=0, le=100)
+    max_retries: StrictInt = Field(
+        default=5,
+        ge=0,
+        le=100,
+        description="Retries per request on 429, 5xx, transport errors and malformed answers "
+        "(5 as in `langchain_community`).",
+    )
     """Retries per request on 429, 5xx and transport errors (never on 4xx input errors); 5 as
     in ``langchain_community``."""
-    model_kwargs: dict[str, typing.Any] = Field(default_factory=dict)
+    model_kwargs: dict[str, typing.Any] = Field(
+        default_factory=dict,
+        description="Extra service parameters merged into every request's `parameters`.",
+    )
     """Extra service parameters merged into every request's ``parameters`` (native protocol)
     or body (compatible protocol), for a parameter this package does not know yet."""
 

@@ -79,9 +79,23 @@ class DashScopeEmbedding(BaseEmbedding, AdapterSettings):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
-    text_type: TextType = Field(default="document", description="text_type of nodes.")
+    model_name: str = Field(
+        default="text-embedding-v2",
+        description="Model name (default as in `llama-index-embeddings-dashscope`; "
+        "`text-embedding-v4` is the newest).",
+    )
+    embed_batch_size: int = Field(
+        default=25,
+        gt=0,
+        le=2048,
+        description="Texts LlamaIndex hands over at once; requests are still cut by the "
+        "model's own limit.",
+    )
+    text_type: TextType = Field(
+        default="document", description="`text_type` of nodes; queries always use `query`."
+    )
     api_key: SecretStr | None = Field(
-        default=None, exclude=True, description="API key; DASHSCOPE_API_KEY if unset."
+        default=None, exclude=True, description="API key; else `DASHSCOPE_API_KEY`."
     )
     additional_kwargs: dict[str, typing.Any] = Field(
         default_factory=dict,
