@@ -224,7 +224,7 @@ _BY_CODE: dict[str, type[APIStatusError]] = {
 FREE_QUOTA_MESSAGE = "free allocated quota exceeded"
 
 # Codes that name their class whatever the status: Arrearage's status is unconfirmed (believed
-# 400, dashscope-api.md §10 item 12) and the official SDK treats it as permission denied.
+# 400; no page gives it) and the official SDK treats it as permission denied.
 _CODE_WINS = frozenset({"arrearage", "datainspectionfailed", "data_inspection_failed"})
 
 

@@ -130,7 +130,8 @@ _TEXT_ONLY: frozenset[Modality] = frozenset({"text"})
 _VISION: frozenset[Modality] = frozenset({"text", "image", "video", "multi_images"})
 
 _SPECS: tuple[ModelSpec, ...] = (
-    # --- text, native + compatible endpoints (dashscope-api.md §4) ---
+    # --- text, native + compatible endpoints ---
+    # https://www.alibabacloud.com/help/en/model-studio/text-embedding-synchronous-api
     ModelSpec(
         name="text-embedding-v4",
         dimensions=_V4_DIMS,
@@ -148,10 +149,10 @@ _SPECS: tuple[ModelSpec, ...] = (
     ),
     ModelSpec(
         name="text-embedding-v3",
-        # Pages disagree on 256/128/64 for v3 (§10 item 11); only the set every page accepts.
+        # Pages disagree on 256/128/64 for v3; only the set every page accepts.
         dimensions=(1024, 768, 512),
         default_dimension=1024,
-        # An older page said 20; every current page and server message says 10 (§4).
+        # An older page said 20; every current page and server message says 10.
         max_batch_size=10,
         max_tokens_per_input=8192,
         supports_sparse=True,
@@ -184,8 +185,8 @@ _SPECS: tuple[ModelSpec, ...] = (
         price_cny_per_1k=0.0007,
         batch_price_cny_per_1k=0.00035,
     ),
-    # Only the names are documented (§4, §10 item 9): conservative limits of an unknown model,
-    # dimensions unchecked, no sparse or instruct until a page says otherwise. The Batch API
+    # Only the names are documented (the SDK's model list, the Batch API page): conservative
+    # limits of an unknown model, dimensions unchecked, no sparse or instruct until a page says otherwise. The Batch API
     # lists them, and its lines are OpenAI-compatible /v1/embeddings bodies, so the compatible
     # endpoint is taken to serve them too (inferred, not stated).
     ModelSpec(
@@ -194,7 +195,8 @@ _SPECS: tuple[ModelSpec, ...] = (
     ModelSpec(
         name="qwen3.7-text-embedding-flash", supports_compatible_mode=True, supports_batch_api=True
     ),
-    # --- asynchronous file tasks (§7a): max_batch_size counts lines of one input file ---
+    # --- asynchronous file tasks: max_batch_size counts lines of one input file ---
+    # https://help.aliyun.com/zh/model-studio/text-embedding-batch-api
     ModelSpec(
         name="text-embedding-async-v2",
         endpoint="async_task",
@@ -213,7 +215,8 @@ _SPECS: tuple[ModelSpec, ...] = (
         max_tokens_per_input=2048,
         price_cny_per_1k=0.0007,
     ),
-    # --- multimodal (§3.3). Where page versions disagree, the smaller limit is kept. ---
+    # --- multimodal. Where page versions disagree, the smaller limit is kept. ---
+    # https://www.alibabacloud.com/help/en/model-studio/multimodal-embedding-api-reference
     ModelSpec(
         name="qwen3-vl-embedding",
         endpoint="multimodal",
@@ -250,7 +253,7 @@ _SPECS: tuple[ModelSpec, ...] = (
         modalities=_VISION,
         dimensions=_TONGYI_DIMS,
         default_dimension=1152,
-        # No per-request cap is documented (§3.3 "—"); 8 keeps requests small until one is.
+        # No per-request cap is documented; 8 keeps requests small until one is.
         max_batch_size=8,
         max_tokens_per_input=1024,
         max_image_bytes=3 * _MB,  # S6 says 10 MB; S5 says 3 MB
