@@ -46,11 +46,11 @@ def embed(
         ckw.setdefault("api_key", TEST_KEY)
         if request.param == "sync":
             with DashScopeClient(**ckw) as client:
-                return client.embed_texts(texts, **kwargs)
+                return typing.cast(EmbeddingResult, client.embed_texts(texts, **kwargs))
 
         async def go() -> EmbeddingResult:
             async with AsyncDashScopeClient(**ckw) as client:
-                return await client.embed_texts(texts, **kwargs)
+                return typing.cast(EmbeddingResult, await client.embed_texts(texts, **kwargs))
 
         return asyncio.run(go())
 
@@ -98,7 +98,7 @@ def test_25_texts_on_v4_are_3_requests_of_at_most_10_in_input_order(
 def test_v2_packs_25_per_request(
     embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
 ) -> None:
-    result = embed(TEXTS + TEXTS[:5], model="text-embedding-v2")
+    result = embed(TEXTS + [f"another text {i}" for i in range(5)], model="text-embedding-v2")
     assert [len(b["input"]["texts"]) for b in sent_bodies(emulator)] in ([15, 15],)
     assert result.embeddings is not None and {len(v) for v in result.embeddings} == {1536}
 
@@ -233,15 +233,25 @@ def test_200_with_error_code_is_an_error(
     assert info.value.request_id == "r-200" and len(emulator.requests) == 1
 
 
-def test_400_is_never_retried_and_no_partial_result(
+def test_400_is_never_retried_the_request_is_split_instead(
     embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
 ) -> None:
     emulator.inject(400, "InvalidParameter", "bad batch")
-    with pytest.raises(BadRequestError):
-        embed(TEXTS, model="text-embedding-v4", client_kwargs={"max_concurrency": 1})
-    assert [r.status for r in emulator.requests] == [
-        400
-    ]  # stopped at the first failure, nothing re-sent
+    result = embed(TEXTS[:10], model="text-embedding-v4", client_kwargs={"max_concurrency": 1})
+    # the rejected request of 10 is sent again as two halves, which pass; nothing else re-sent
+    sizes = [(r.status, len(r.json["input"]["texts"])) for r in emulator.requests]
+    assert sizes == [(400, 10), (200, 5), (200, 5)]
+    assert len(result.embeddings) == 10
+
+
+def test_a_rejected_single_input_raises_the_services_error(
+    embed: typing.Callable[..., EmbeddingResult], emulator: Emulator
+) -> None:
+    emulator.inject(400, "InvalidParameter", "bad input")
+    with pytest.raises(BadRequestError, match="bad input") as info:
+        embed(["only"], model="text-embedding-v4")
+    assert [r.status for r in emulator.requests] == [400]
+    assert info.value.partial is not None and list(info.value.partial.failed) == [0]
 
 
 def test_wrong_key_is_authentication_error_without_the_key(

@@ -85,10 +85,10 @@ def test_env_base_urls_in_order() -> None:
     assert resolve_endpoints(environ=env).native_base == "http://127.0.0.1:2/api/v1"
     env["DASHSCOPE_BASE_URL"] = "http://127.0.0.1:1"
     assert resolve_endpoints(environ=env).native_base == "http://127.0.0.1:1/api/v1"
-    # an explicit region beats the environment
-    assert resolve_endpoints(region="cn-beijing", environ=env).native_base.startswith(
-        "https://dashscope."
-    )
+    # an explicit region beats the environment, with a warning that says so
+    with pytest.warns(UserWarning, match="not used"):
+        endpoints = resolve_endpoints(region="cn-beijing", environ=env)
+    assert endpoints.native_base.startswith("https://dashscope.")
 
 
 def test_bad_region_and_url() -> None:
@@ -132,4 +132,4 @@ def test_bad_client_settings(kwargs: dict[str, object]) -> None:
 
 def test_per_call_protocol_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
     with DashScopeClient(SECRET) as client, pytest.raises(ValueError, match="protocol"):
-        client.embed_texts(["x"], protocol="grpc")  # type: ignore[arg-type]
+        client.embed_texts(["x"], protocol="grpc")  # type: ignore[call-overload]

@@ -18,6 +18,7 @@ from dashscope_embeddings import (
     ServerError,
 )
 from dashscope_embeddings._options import RequestOptions
+from dashscope_embeddings._retry import RetryBudget
 from dashscope_embeddings._transport import APIRequest, SyncTransport
 from dashscope_embeddings.emulator import Emulator
 
@@ -131,7 +132,8 @@ def test_non_idempotent_requests_retry_only_when_nothing_was_done(
 ) -> None:
     with DashScopeClient(TEST_KEY, base_url="http://127.0.0.1:9") as client:
         request = APIRequest("POST", "http://127.0.0.1:9/x", idempotent=idempotent)
-        wait = _transport_for(client).retry_wait(0, error, 2, request)  # type: ignore[arg-type]
+        budget = RetryBudget(2)
+        wait = _transport_for(client).retry_wait(0, error, budget, request)  # type: ignore[arg-type]
         assert (wait is not None) == retried
 
 

@@ -12,10 +12,10 @@ import pytest
 from dashscope_embeddings import (
     APITimeoutError,
     AsyncDashScopeClient,
-    BadRequestError,
     ClientClosedError,
     ConfigurationError,
     DashScopeClient,
+    PermissionDeniedError,
 )
 from dashscope_embeddings._config import resolve_endpoints
 from dashscope_embeddings._registry import MODELS
@@ -168,9 +168,9 @@ def test_with_options_copy_shares_usage_and_closes_alone(emulator: Emulator) -> 
 def test_failed_sync_call_sends_nothing_more() -> None:
     texts = [f"text {i}" for i in range(100)]  # 10 requests
     with Emulator(api_key=TEST_KEY, latency=0.05) as emu:
-        emu.inject(400, "InvalidParameter", "rejected")
+        emu.inject(403, "AccessDenied", "model not activated")
         with DashScopeClient(TEST_KEY, base_url=emu.url, max_concurrency=2) as client:
-            with pytest.raises(BadRequestError):
+            with pytest.raises(PermissionDeniedError):
                 client.embed_texts(texts)
             at_error = len(emu.requests)
             time.sleep(0.3)  # anything still queued would be sent by now
@@ -182,15 +182,13 @@ def test_long_retry_after_does_not_hold_the_call_after_a_sibling_failed() -> Non
     texts = [f"text {i}" for i in range(20)]  # 2 requests
     with Emulator(api_key=TEST_KEY) as emu:
         emu.inject(503, "ServiceUnavailable", "busy", headers={"retry-after": "30"})
-        emu.inject(400, "InvalidParameter", "rejected")
+        emu.inject(403, "AccessDenied", "model not activated")
         with DashScopeClient(TEST_KEY, base_url=emu.url, max_concurrency=2) as client:
             started = time.monotonic()
-            with pytest.raises(BadRequestError):
+            with pytest.raises(PermissionDeniedError):
                 client.embed_texts(texts)
             assert time.monotonic() - started < 10  # not the 30 s the 503 asked for
-        assert [r.status for r in emu.requests] == [503, 400] or sorted(
-            r.status for r in emu.requests
-        ) == [400, 503]
+        assert sorted(r.status for r in emu.requests) == [403, 503]
 
 
 # --- an injected client keeps its own timeout --------------------------------------------------

@@ -209,7 +209,7 @@ class AdapterSettings(ClientSettings):
         if not texts:
             return []
         result: EmbeddingResult = self._sync_client().embed_texts(
-            texts, **self._call_kwargs(query)
+            texts, on_error="raise", **self._call_kwargs(query)
         )
         self._runtime().usage.add(result.usage)
         return result.embeddings
@@ -218,7 +218,7 @@ class AdapterSettings(ClientSettings):
         if not texts:
             return []
         client = self._async_client()
-        result = await client.embed_texts(texts, **self._call_kwargs(query))
+        result = await client.embed_texts(texts, on_error="raise", **self._call_kwargs(query))
         self._runtime().usage.add(result.usage)
         return result.embeddings
 

@@ -17,11 +17,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
-import functools
 import threading
 import typing
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import httpx
@@ -29,7 +28,14 @@ from pydantic import SecretStr
 
 from dashscope_embeddings._config import resolve_api_key, resolve_endpoints
 from dashscope_embeddings._errors import ClientClosedError
-from dashscope_embeddings._fanout import run_all_async, run_all_sync
+from dashscope_embeddings._fanout import (
+    CallOutcome,
+    CallPlan,
+    Job,
+    UnitOutput,
+    run_call_async,
+    run_call_sync,
+)
 from dashscope_embeddings._limiter import AsyncLimiter, SyncLimiter
 from dashscope_embeddings._namespaces import (
     AsyncBatches,
@@ -49,6 +55,7 @@ from dashscope_embeddings._options import (
     validate_settings,
 )
 from dashscope_embeddings._registry import ModelSpec, get_model_spec
+from dashscope_embeddings._retry import RetryBudget
 from dashscope_embeddings._transport import (
     Answer,
     APIRequest,
@@ -57,13 +64,16 @@ from dashscope_embeddings._transport import (
 )
 from dashscope_embeddings._types import (
     EmbeddingResult,
+    OnError,
     OutputType,
+    PartialResult,
     TextType,
     Usage,
     WireProtocol,
 )
 from dashscope_embeddings._usage import UsageTracker
 from dashscope_embeddings.resources import text
+from dashscope_embeddings.resources._common import assemble
 
 if typing.TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker needs it
     from typing_extensions import Unpack
@@ -159,9 +169,10 @@ class _ClientBase:
         instruct: str | None,
         protocol: WireProtocol | None,
         extra_body: Mapping[str, typing.Any] | None,
-    ) -> tuple[text.TextCall, list[tuple[APIRequest, Callable[[Answer], text.RequestOutput]]]]:
+        long_text: text.LongText,
+    ) -> text.TextCall:
         self._check_open()
-        call = text.plan_text_call(
+        return text.plan_text_call(
             text.materialize(texts),
             spec=get_model_spec(model),
             endpoints=self.endpoints,
@@ -172,8 +183,21 @@ class _ClientBase:
             instruct=instruct,
             token_counter=self.settings.token_counter,
             extra_body=extra_body,
+            long_text=long_text,
         )
-        return call, [(p.request, text.parser(call, p)) for p in call.requests]
+
+    def _finish_text(
+        self, call: text.TextCall, outcome: CallOutcome, on_error: OnError
+    ) -> EmbeddingResult | PartialResult:
+        return assemble(
+            model=call.spec.name,
+            spec=call.spec,
+            region=self.endpoints.region,
+            refs=call.refs,
+            outcome=outcome,
+            output_type=call.output_type,
+            on_error=on_error,
+        )
 
 
 def _request_options(
@@ -188,17 +212,6 @@ def _request_options(
         extra_headers=extra_headers,
         extra_body=extra_body,
     )
-
-
-def _send_job(
-    send: Callable[..., T],
-    request: APIRequest,
-    parse: Callable[[Answer], T],
-    options: RequestOptions,
-    usage: Callable[[T], Usage | None] | None,
-    cancel: threading.Event,
-) -> T:
-    return send(request, parse, options=options, usage=usage, cancel=cancel)
 
 
 class DashScopeClient(_ClientBase):
@@ -305,6 +318,7 @@ class DashScopeClient(_ClientBase):
         )
         return clone
 
+    @typing.overload
     def embed_texts(
         self,
         texts: Iterable[str],
@@ -315,11 +329,50 @@ class DashScopeClient(_ClientBase):
         output_type: OutputType = "dense",
         instruct: str | None = None,
         protocol: WireProtocol | None = None,
+        on_error: typing.Literal["raise"] = ...,
+        long_text: text.LongText = "error",
         extra_body: Mapping[str, typing.Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
-    ) -> EmbeddingResult:
+    ) -> EmbeddingResult: ...
+
+    @typing.overload
+    def embed_texts(
+        self,
+        texts: Iterable[str],
+        *,
+        model: str | ModelSpec = _DEFAULT_MODEL,
+        dimension: int | None = None,
+        text_type: TextType | None = None,
+        output_type: OutputType = "dense",
+        instruct: str | None = None,
+        protocol: WireProtocol | None = None,
+        on_error: typing.Literal["skip"],
+        long_text: text.LongText = ...,
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> PartialResult: ...
+
+    def embed_texts(
+        self,
+        texts: Iterable[str],
+        *,
+        model: str | ModelSpec = _DEFAULT_MODEL,
+        dimension: int | None = None,
+        text_type: TextType | None = None,
+        output_type: OutputType = "dense",
+        instruct: str | None = None,
+        protocol: WireProtocol | None = None,
+        on_error: OnError = "raise",
+        long_text: text.LongText = "error",
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> EmbeddingResult | PartialResult:
         """Embed ``texts``, split into requests by the model's limits, results in input order.
 
         Args:
@@ -331,18 +384,30 @@ class DashScopeClient(_ClientBase):
             output_type: ``dense``, ``sparse`` or ``dense&sparse`` (v3/v4, native only).
             instruct: Task instruction for queries (text-embedding-v4, ``text_type='query'``).
             protocol: Override the client's protocol for this call.
+            on_error: When the service rejects some inputs (the others are still embedded):
+                ``raise`` (default) a :class:`PartialEmbeddingError` carrying every good
+                vector, or ``skip`` and return a :class:`PartialResult` naming the failed ones.
+            long_text: A text over the model's token limit: ``error`` (default, refused before
+                sending), ``truncate`` or ``chunk`` (token-weighted mean of the pieces).
             extra_body: Merged into every request body (e.g. ``{"parameters": {"new": 1}}``),
                 for a service parameter this package does not know yet.
             extra_headers: Added to every request of this call.
             timeout: Deadline per attempt for this call, in seconds.
-            max_retries: Retries per request for this call.
+            max_retries: The call's retry budget to start with (one more per request that
+                succeeds; at most 10 attempts per request).
+
+        Returns:
+            An :class:`EmbeddingResult`, or with ``on_error="skip"`` a :class:`PartialResult`
+            (whose ``failed`` is empty when nothing failed).
 
         Raises:
             InvalidInputError: Before sending, for bad input (its index) or options.
-            APIError: A typed error once retries are spent; no partial result is returned.
+            PartialEmbeddingError: Some inputs were rejected; the rest are on the error.
+            APIError: A typed error that stopped the call (retries spent, a bad key...); what
+                finished before it is in its ``partial``.
             ClientClosedError: After ``close()``.
         """
-        call, requests = self._plan_text(
+        call = self._plan_text(
             texts,
             model=model,
             dimension=dimension,
@@ -351,26 +416,29 @@ class DashScopeClient(_ClientBase):
             instruct=instruct,
             protocol=protocol,
             extra_body=extra_body,
+            long_text=long_text,
         )
         options = _request_options(timeout, max_retries, extra_headers, None)
-        outputs = self._send_all(requests, options, text.usage_hook(call))
-        return text.finish(call, outputs)
+        return self._finish_text(call, self._run(call, options), on_error)
 
-    def _send_all(
-        self,
-        requests: Sequence[tuple[APIRequest, Callable[[Answer], T]]],
-        options: RequestOptions,
-        usage: Callable[[T], Usage | None] | None = None,
-    ) -> list[T]:
-        """Send every request side by side; results in request order, all or nothing."""
-        if not requests:
-            return []
+    def _run(self, plan: CallPlan, options: RequestOptions) -> CallOutcome:
+        """Send a planned call's requests side by side (see ``_fanout``)."""
+        if not plan.jobs:
+            return CallOutcome()
+        budget = RetryBudget(self._transport.max_retries(options))
         send = self._transport.send
-        jobs: list[Callable[[threading.Event], T]] = [
-            functools.partial(_send_job, send, request, parse, options, usage)
-            for request, parse in requests
-        ]
-        return run_all_sync(self._executor(), jobs)
+
+        def job(item: Job, cancel: threading.Event) -> UnitOutput:
+            return send(
+                item.request,
+                plan.parser(item),
+                options=options,
+                usage=plan.usage,
+                cancel=cancel,
+                budget=budget,
+            )
+
+        return run_call_sync(self._executor(), plan, budget, job)
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._pool_lock:
@@ -535,6 +603,7 @@ class AsyncDashScopeClient(_ClientBase):
                 await closer.__anext__()
         return state
 
+    @typing.overload
     async def embed_texts(
         self,
         texts: Iterable[str],
@@ -545,13 +614,52 @@ class AsyncDashScopeClient(_ClientBase):
         output_type: OutputType = "dense",
         instruct: str | None = None,
         protocol: WireProtocol | None = None,
+        on_error: typing.Literal["raise"] = ...,
+        long_text: text.LongText = "error",
         extra_body: Mapping[str, typing.Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
-    ) -> EmbeddingResult:
+    ) -> EmbeddingResult: ...
+
+    @typing.overload
+    async def embed_texts(
+        self,
+        texts: Iterable[str],
+        *,
+        model: str | ModelSpec = _DEFAULT_MODEL,
+        dimension: int | None = None,
+        text_type: TextType | None = None,
+        output_type: OutputType = "dense",
+        instruct: str | None = None,
+        protocol: WireProtocol | None = None,
+        on_error: typing.Literal["skip"],
+        long_text: text.LongText = ...,
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> PartialResult: ...
+
+    async def embed_texts(
+        self,
+        texts: Iterable[str],
+        *,
+        model: str | ModelSpec = _DEFAULT_MODEL,
+        dimension: int | None = None,
+        text_type: TextType | None = None,
+        output_type: OutputType = "dense",
+        instruct: str | None = None,
+        protocol: WireProtocol | None = None,
+        on_error: OnError = "raise",
+        long_text: text.LongText = "error",
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> EmbeddingResult | PartialResult:
         """Embed ``texts``; see :meth:`DashScopeClient.embed_texts`."""
-        call, requests = self._plan_text(
+        call = self._plan_text(
             texts,
             model=model,
             dimension=dimension,
@@ -560,29 +668,30 @@ class AsyncDashScopeClient(_ClientBase):
             instruct=instruct,
             protocol=protocol,
             extra_body=extra_body,
+            long_text=long_text,
         )
         options = _request_options(timeout, max_retries, extra_headers, None)
-        outputs = await self._send_all(requests, options, text.usage_hook(call))
-        return text.finish(call, outputs)
+        return self._finish_text(call, await self._run(call, options), on_error)
 
-    async def _send_all(
-        self,
-        requests: Sequence[tuple[APIRequest, Callable[[Answer], T]]],
-        options: RequestOptions,
-        usage: Callable[[T], Usage | None] | None = None,
-    ) -> list[T]:
-        """Send every request side by side; results in request order, all or nothing."""
-        if not requests:
-            return []
+    async def _run(self, plan: CallPlan, options: RequestOptions) -> CallOutcome:
+        """Send a planned call's requests side by side (see ``_fanout``)."""
+        if not plan.jobs:
+            return CallOutcome()
         state = await self._state()
-        return await run_all_async(
-            [
-                self._transport.send(
-                    state.http, state.limiter, request, parse, options=options, usage=usage
-                )
-                for request, parse in requests
-            ]
-        )
+        budget = RetryBudget(self._transport.max_retries(options))
+
+        async def job(item: Job) -> UnitOutput:
+            return await self._transport.send(
+                state.http,
+                state.limiter,
+                item.request,
+                plan.parser(item),
+                options=options,
+                usage=plan.usage,
+                budget=budget,
+            )
+
+        return await run_call_async(plan, budget, job)
 
     async def aclose(self) -> None:
         """Close the running loop's connection pool; the client cannot be used afterwards.

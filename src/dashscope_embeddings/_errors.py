@@ -7,6 +7,8 @@ The tree::
     │                                            an option out of range
     ├── ClientClosedError (also a RuntimeError) a call on a client after close() / aclose()
     ├── InvalidInputError (also a ValueError)   input judged bad before any request is sent
+    ├── PartialEmbeddingError                    some inputs were rejected; the others' vectors
+    │                                            are on the error (.embeddings, .failed, .usage)
     ├── APIError                                 anything that went wrong talking to the service
     │   ├── APIStatusError                       the service answered with an error
     │   │   ├── BadRequestError (400)
@@ -24,12 +26,17 @@ The tree::
 
 Every :class:`APIStatusError` carries ``status_code``, the DashScope ``code`` (branch on it, not
 on ``message``), ``message`` and ``request_id`` (quote it in support tickets). None of them ever
-holds the API key.
+holds the API key. An :class:`APIError` that stopped a call after some requests had succeeded
+carries what they returned in ``partial`` (a ``PartialResult``): work already paid for is
+never thrown away.
 """
 
 from __future__ import annotations
 
 import typing
+
+if typing.TYPE_CHECKING:
+    from dashscope_embeddings._types import FailedInput, PartialResult
 
 __all__ = [
     "APIConnectionError",
@@ -44,6 +51,7 @@ __all__ = [
     "DashScopeError",
     "InvalidInputError",
     "NotFoundError",
+    "PartialEmbeddingError",
     "PermissionDeniedError",
     "QuotaExhaustedError",
     "RateLimitError",
@@ -84,6 +92,42 @@ class InvalidInputError(DashScopeError, ValueError):
         self.index = index
 
 
+class PartialEmbeddingError(DashScopeError):
+    """Some inputs of a call were rejected by the service; every other input was embedded.
+
+    ``failed`` maps each failed input's caller index to its :class:`FailedInput` (code,
+    message, request id); ``embeddings`` holds the good vectors in input order with ``None``
+    only where an input failed; ``usage`` is what the call was billed. Pass
+    ``on_error="skip"`` to get the same :class:`PartialResult` returned instead of raised.
+    """
+
+    def __init__(self, result: PartialResult) -> None:
+        self.result = result
+        failed = sorted(result.failed.values(), key=lambda f: f.index)
+        shown = "; ".join(str(f) for f in failed[:5])
+        more = f"; and {len(failed) - 5} more" if len(failed) > 5 else ""
+        total = len(result)
+        super().__init__(
+            f"{len(failed):,} of {total:,} inputs failed, the other {total - len(failed):,} "
+            f"were embedded (see .embeddings / .failed): {shown}{more}"
+        )
+
+    @property
+    def failed(self) -> dict[int, FailedInput]:
+        """Caller index -> why that input has no vector."""
+        return self.result.failed
+
+    @property
+    def embeddings(self) -> list[list[float] | None]:
+        """Dense vectors per input, ``None`` where that input failed."""
+        return self.result.embeddings
+
+    @property
+    def usage(self) -> typing.Any:
+        """Tokens and estimated cost of everything the call was billed for."""
+        return self.result.usage
+
+
 class APIError(DashScopeError):
     """Something went wrong talking to the service."""
 
@@ -94,6 +138,8 @@ class APIError(DashScopeError):
         super().__init__(message)
         self.message = message
         self.request_id = request_id
+        self.partial: PartialResult | None = None
+        """What the call's finished requests returned, when the call stopped on this error."""
 
 
 class APIStatusError(APIError):
@@ -164,8 +210,8 @@ class APIConnectionError(APIError):
     """No answer: the connection failed or was cut."""
 
 
-class APITimeoutError(APIConnectionError):
-    """No answer in time."""
+class APITimeoutError(APIConnectionError, TimeoutError):
+    """No answer in time: the attempt's deadline (``timeout``) passed, reading included."""
 
 
 class ResponseValidationError(APIError):

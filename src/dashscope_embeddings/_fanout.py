@@ -1,13 +1,24 @@
-"""Running a call's requests side by side: limiters and all-or-nothing fan-out.
+"""Running a call's requests side by side, keeping every finished vector.
 
-A call (say, 2,000 texts) becomes many requests. They run concurrently — on the client's
-thread pool for the sync client, as tasks on the running event loop for the async one — and
-come back in request order. All or nothing: the first request that fails stops the others
-(queued ones never start, running ones stop before their next attempt or backoff wait), and
-its error is raised; the same happens on ``KeyboardInterrupt`` or task cancellation.
+A call (say, 20,000 texts) becomes many requests, each carrying some of the call's *units*
+(the texts actually sent). They run concurrently — on the client's thread pool for the sync
+client, as tasks on the running event loop for the async one — under the client's limiter
+(held by the transport per attempt).
 
-How many requests are on the wire at once is bounded by the client's limiter
-(``_limiter.py``), which the transport holds per attempt only.
+What happens when a request fails for good (its retries spent):
+
+* The service rejected its input (HTTP 400, content inspection): the request is split in two
+  and each half sent again, down to the one unit at fault, which is recorded as failed; every
+  other unit is embedded. If more than ``max(10, units / 10)`` units fail this way, the
+  options rather than the inputs are at fault: the call stops.
+* Anything else (authentication, an unknown model, the service still failing once the retry
+  budget is spent): the call stops at once — queued requests never start, running ones stop
+  before their next attempt or backoff wait — and that error is raised, carrying what the
+  finished requests returned. The same happens on ``KeyboardInterrupt`` or task cancellation.
+
+Retries draw on a budget shared by the call (:class:`RetryBudget`): ``max_retries`` to start
+with, one more for every request that succeeds. A flaky minute in a long job is absorbed; a
+dead service fails after ``max_retries`` retries, as fast as a single request would.
 """
 
 from __future__ import annotations
@@ -17,81 +28,198 @@ import concurrent.futures
 import threading
 import typing
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 
-from dashscope_embeddings._transport import CallCancelled
+from dashscope_embeddings._errors import APIError, BadRequestError
+from dashscope_embeddings._retry import RetryBudget
+from dashscope_embeddings._transport import Answer, APIRequest, CallCancelled
+from dashscope_embeddings._types import SparseVector, Usage
 
-__all__ = ["run_all_async", "run_all_sync"]
+__all__ = [
+    "CallOutcome",
+    "CallPlan",
+    "Job",
+    "UnitOutput",
+    "run_call_async",
+    "run_call_sync",
+]
 
-T = typing.TypeVar("T")
+@dataclass(frozen=True)
+class Job:
+    """One request of a call and the units (positions in the call's unit list) it carries."""
+
+    request: APIRequest
+    units: tuple[int, ...]
 
 
-def _first_error(futures: Sequence[concurrent.futures.Future[T]]) -> BaseException | None:
-    """The error to raise: the first real failure in request order (not a cancellation)."""
-    for future in futures:
-        if future.done() and not future.cancelled():
-            exc = future.exception()
-            if exc is not None and not isinstance(exc, CallCancelled):
-                return exc
-    return None
+@dataclass(frozen=True)
+class UnitOutput:
+    """A successful request's vectors, in the order of ``units``."""
+
+    units: tuple[int, ...]
+    dense: list[list[float]] | None
+    sparse: list[SparseVector] | None
+    total_tokens: int
+    request_id: str | None
 
 
-def _guarded(job: Callable[[threading.Event], T], cancel: threading.Event) -> T:
-    """Run one job; a failure stops its siblings at once, from the thread that saw it."""
+class CallPlan(typing.Protocol):
+    """What an endpoint module gives the fan-out: initial requests, and how to re-plan."""
+
+    @property
+    def jobs(self) -> Sequence[Job]:
+        """The call's requests, as first planned."""
+
+    @property
+    def unit_count(self) -> int:
+        """How many units the call sends."""
+
+    def build(self, units: Sequence[int]) -> Job:
+        """A request carrying exactly ``units`` (used to split a rejected request)."""
+
+    def parser(self, job: Job) -> Callable[[Answer], UnitOutput]:
+        """The parser of ``job``'s answer."""
+
+    def usage(self, output: UnitOutput) -> Usage:
+        """What one successful request billed."""
+
+
+@dataclass
+class CallOutcome:
+    """Everything a call produced: successful outputs, failed units, the error that stopped it."""
+
+    outputs: list[UnitOutput] = field(default_factory=list)
+    failures: dict[int, APIError] = field(default_factory=dict)
+    fatal: BaseException | None = None
+
+
+def _rejects_input(error: BaseException) -> bool:
+    """Whether the service refused the request for what it carries (so a part may pass)."""
+    return isinstance(error, BadRequestError)
+
+
+class _CallState:
+    """The bookkeeping both drivers share: outcomes in, requests to send out."""
+
+    def __init__(self, plan: CallPlan, budget: RetryBudget) -> None:
+        self.plan = plan
+        self.budget = budget
+        self.outcome = CallOutcome()
+        self.max_failed = max(10, plan.unit_count // 10)
+
+    def handle(self, job: Job, result: UnitOutput | BaseException) -> list[Job]:
+        """Record one finished job; return the jobs to send next."""
+        if isinstance(result, UnitOutput):
+            self.outcome.outputs.append(result)
+            self.budget.earn()
+            return []
+        if isinstance(result, CallCancelled) or self.outcome.fatal is not None:
+            return []
+        if not _rejects_input(result) or not isinstance(result, APIError):
+            self.outcome.fatal = result
+            return []
+        if len(job.units) > 1:
+            half = len(job.units) // 2
+            return [self.plan.build(job.units[:half]), self.plan.build(job.units[half:])]
+        self.outcome.failures[job.units[0]] = result
+        if len(self.outcome.failures) > self.max_failed:
+            self.outcome.fatal = result  # too many inputs refused: the options are at fault
+        return []
+
+
+def _run_job(
+    send: Callable[[Job, threading.Event], UnitOutput], job: Job, cancel: threading.Event
+) -> UnitOutput | BaseException:
     try:
-        return job(cancel)
-    except BaseException:
-        cancel.set()
-        raise
+        return send(job, cancel)
+    except Exception as exc:  # every failure is an outcome; the driver decides
+        if not isinstance(exc, CallCancelled) and not _rejects_input(exc):
+            cancel.set()  # fatal: stop the siblings now, from the thread that saw it
+        return exc
 
 
-def run_all_sync(
+def run_call_sync(
     pool: concurrent.futures.Executor,
-    jobs: Sequence[Callable[[threading.Event], T]],
-) -> list[T]:
-    """Run ``jobs`` on ``pool``; results in job order, or the first failure raised.
+    plan: CallPlan,
+    budget: RetryBudget,
+    send: Callable[[Job, threading.Event], UnitOutput],
+) -> CallOutcome:
+    """Send every job of ``plan`` on ``pool``, splitting rejected ones.
 
-    Each job gets the call's cancel event and must stop at its next check once it is set.
-    A single job runs in the calling thread.
+    A call of one request runs in this thread. Everything stops on a fatal error or an
+    interrupt.
     """
+    state = _CallState(plan, budget)
     cancel = threading.Event()
-    if len(jobs) == 1:
-        return [jobs[0](cancel)]
-    futures = [pool.submit(_guarded, job, cancel) for job in jobs]
+    queue = list(plan.jobs)
+    while len(queue) == 1:  # a one-request call never touches the pool
+        job = queue.pop()
+        queue = state.handle(job, _run_job(send, job, cancel))
+    running: dict[concurrent.futures.Future[UnitOutput | BaseException], Job] = {}
     try:
-        concurrent.futures.wait(futures, return_when=concurrent.futures.FIRST_EXCEPTION)
+        for job in queue:
+            running[pool.submit(_run_job, send, job, cancel)] = job
+        while running:
+            done, _ = concurrent.futures.wait(
+                running, return_when=concurrent.futures.FIRST_COMPLETED
+            )
+            for future in done:
+                job = running.pop(future)
+                if future.cancelled():
+                    continue
+                for follow in state.handle(job, future.result()):
+                    if state.outcome.fatal is None:
+                        running[pool.submit(_run_job, send, follow, cancel)] = follow
+                if state.outcome.fatal is not None and not cancel.is_set():
+                    # Stop the call: queued jobs never start; running ones stop at their next
+                    # check, and what they billed is still recorded.
+                    cancel.set()
+                    for other in running:
+                        other.cancel()
     except BaseException:  # KeyboardInterrupt: stop sending, do not wait for the wire
         cancel.set()
-        for future in futures:
+        for future in running:
             future.cancel()
         raise
-    if all(f.done() and not f.cancelled() and f.exception() is None for f in futures):
-        return [f.result() for f in futures]
-    cancel.set()
-    for future in futures:
-        future.cancel()
-    # Requests on the wire finish their attempt (what they billed is recorded) and stop; no
-    # thread of this call is left sending once it raises.
-    concurrent.futures.wait(futures)
-    error = _first_error(futures)
-    if error is None:  # pragma: no cover - only CallCancelled, which needs a failure first
-        raise CallCancelled
-    raise error
+    return state.outcome
 
 
-async def run_all_async(coros: Sequence[Awaitable[T]]) -> list[T]:
-    """Run side by side; on the first failure cancel the rest and raise it."""
-    if len(coros) == 1:
-        return [await coros[0]]
-    tasks = [asyncio.ensure_future(c) for c in coros]
+async def run_call_async(
+    plan: CallPlan,
+    budget: RetryBudget,
+    send: Callable[[Job], Awaitable[UnitOutput]],
+) -> CallOutcome:
+    """Async :func:`run_call_sync`: jobs are tasks; cancelling the caller cancels them all."""
+    state = _CallState(plan, budget)
+
+    async def run(job: Job) -> UnitOutput | BaseException:
+        try:
+            return await send(job)
+        except Exception as exc:
+            return exc
+
+    running: dict[asyncio.Task[UnitOutput | BaseException], Job] = {}
     try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for task in tasks:
-            if task in done and not task.cancelled() and task.exception() is not None:
-                raise typing.cast(BaseException, task.exception())
-        return [t.result() for t in tasks]
+        for job in plan.jobs:
+            running[asyncio.ensure_future(run(job))] = job
+        while running:
+            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                job = running.pop(task)
+                for follow in state.handle(job, task.result()):
+                    if state.outcome.fatal is None:
+                        running[asyncio.ensure_future(run(follow))] = follow
+            if state.outcome.fatal is not None and running:
+                for task in running:
+                    task.cancel()
+                results = await asyncio.gather(*running, return_exceptions=True)
+                for task, result in zip(list(running), results, strict=True):
+                    if isinstance(result, UnitOutput):  # finished just before the cancel
+                        state.handle(running[task], result)
+                running.clear()
     finally:
-        pending = [t for t in tasks if not t.done()]
-        for task in pending:
+        for task in running:
             task.cancel()
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+    return state.outcome

@@ -186,9 +186,9 @@ _SPECS: tuple[ModelSpec, ...] = (
         batch_price_cny_per_1k=0.00035,
     ),
     # Only the names are documented (the SDK's model list, the Batch API page): conservative
-    # limits of an unknown model, dimensions unchecked, no sparse or instruct until a page says otherwise. The Batch API
-    # lists them, and its lines are OpenAI-compatible /v1/embeddings bodies, so the compatible
-    # endpoint is taken to serve them too (inferred, not stated).
+    # limits of an unknown model, dimensions unchecked, no sparse or instruct until a page says
+    # otherwise. The Batch API lists them, and its lines are OpenAI-compatible /v1/embeddings
+    # bodies, so the compatible endpoint is taken to serve them too (inferred, not stated).
     ModelSpec(
         name="qwen3.7-text-embedding", supports_compatible_mode=True, supports_batch_api=True
     ),

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import email.utils
 import random
+import threading
 import time
 import typing
 
@@ -26,7 +27,17 @@ from dashscope_embeddings._errors import (
     ServerError,
 )
 
-__all__ = ["RETRY_STATUSES", "parse_retry_after", "retry_delay", "should_retry"]
+__all__ = [
+    "MAX_ATTEMPTS_PER_REQUEST",
+    "RETRY_STATUSES",
+    "RetryBudget",
+    "parse_retry_after",
+    "retry_delay",
+    "should_retry",
+]
+
+# One request is never tried more than this many times, whatever the call's budget.
+MAX_ATTEMPTS_PER_REQUEST = 10
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
@@ -92,3 +103,24 @@ def retry_delay(
         return retry_after if retry_after <= max_retry_after else None
     delay = min(INITIAL_RETRY_DELAY_S * 2.0**attempt, MAX_RETRY_DELAY_S)
     return delay * (1.0 - 0.25 * rng())
+
+
+class RetryBudget:
+    """Retries a call may still spend: ``initial``, plus one per successful request."""
+
+    def __init__(self, initial: int) -> None:
+        self._tokens = initial
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Spend one retry if any is left."""
+        with self._lock:
+            if self._tokens <= 0:
+                return False
+            self._tokens -= 1
+            return True
+
+    def earn(self) -> None:
+        """A request succeeded: one more retry for the rest of the call."""
+        with self._lock:
+            self._tokens += 1

@@ -53,7 +53,13 @@ from dashscope_embeddings._errors import (
 )
 from dashscope_embeddings._limiter import AsyncLimiter, SyncLimiter
 from dashscope_embeddings._options import NOT_GIVEN, ClientSettings, NotGiven, RequestOptions
-from dashscope_embeddings._retry import parse_retry_after, retry_delay, should_retry
+from dashscope_embeddings._retry import (
+    MAX_ATTEMPTS_PER_REQUEST,
+    RetryBudget,
+    parse_retry_after,
+    retry_delay,
+    should_retry,
+)
 from dashscope_embeddings._types import Usage
 from dashscope_embeddings._usage import UsageTracker
 from dashscope_embeddings._version import __version__
@@ -247,7 +253,7 @@ class BaseTransport:
         return None if value is None else float(value)
 
     def max_retries(self, options: RequestOptions) -> int:
-        """Retries per request for this call."""
+        """The call's retry budget to start with."""
         if isinstance(options.max_retries, NotGiven):
             return self.settings.max_retries
         return options.max_retries
@@ -309,10 +315,13 @@ class BaseTransport:
         return Answer(status, headers, content, payload, header_id)
 
     def retry_wait(
-        self, attempt: int, error: APIError, max_retries: int, request: APIRequest
+        self, attempt: int, error: APIError, budget: RetryBudget, request: APIRequest
     ) -> float | None:
-        """Seconds to wait before sending again, or ``None`` to raise ``error`` now."""
-        if attempt >= max_retries:
+        """Seconds to wait before sending again, or ``None`` to raise ``error`` now.
+
+        A retry is spent from ``budget`` only when the error is worth retrying.
+        """
+        if attempt + 1 >= MAX_ATTEMPTS_PER_REQUEST:
             return None
         if not request.idempotent and not (
             isinstance(error, RateLimitError) or getattr(error, "_nothing_sent", False)
@@ -326,16 +335,16 @@ class BaseTransport:
             delay = retry_delay(attempt)
         else:
             return None
-        if delay is not None:
-            logger.info(
-                "%s %s: retrying in %.2fs (retry %d of %d) after %s",
-                request.method,
-                request.label or httpx.URL(request.url).path,
-                delay,
-                attempt + 1,
-                max_retries,
-                error,
-            )
+        if delay is None or not budget.take():
+            return None
+        logger.info(
+            "%s %s: retrying in %.2fs (retry %d) after %s",
+            request.method,
+            request.label or httpx.URL(request.url).path,
+            delay,
+            attempt + 1,
+            error,
+        )
         return delay
 
     def transport_error(self, exc: httpx.TransportError, request: APIRequest) -> APIError:
@@ -401,16 +410,20 @@ class SyncTransport(BaseTransport):
         options: RequestOptions,
         usage: Callable[[T], Usage | None] | None = None,
         cancel: threading.Event | None = None,
+        budget: RetryBudget | None = None,
     ) -> T:
         """Send ``request`` until it succeeds or retries are spent; return ``parse(answer)``.
+
+        ``budget`` is the call's shared retry budget (a fresh one of ``max_retries`` when not
+        given).
 
         Raises:
             APIError: The typed error of the last attempt.
             CallCancelled: When ``cancel`` is set before an attempt or during a backoff wait.
         """
-        max_retries = self.max_retries(options)
+        budget = budget if budget is not None else RetryBudget(self.max_retries(options))
         deadline = self.deadline(options)
-        for attempt in range(max_retries + 1):
+        for attempt in range(MAX_ATTEMPTS_PER_REQUEST):
             if cancel is not None and cancel.is_set():
                 raise CallCancelled
             started = time.monotonic()
@@ -427,7 +440,7 @@ class SyncTransport(BaseTransport):
             except APIError as exc:
                 error = exc
             self.log_attempt(request, attempt, type(error).__name__, started)
-            delay = self.retry_wait(attempt, error, max_retries, request)
+            delay = self.retry_wait(attempt, error, budget, request)
             if delay is None:
                 raise error
             if _wait(cancel, delay):
@@ -466,11 +479,12 @@ class AsyncTransport(BaseTransport):
         *,
         options: RequestOptions,
         usage: Callable[[T], Usage | None] | None = None,
+        budget: RetryBudget | None = None,
     ) -> T:
         """Async :meth:`SyncTransport.send`; cancelling the task stops it at once."""
-        max_retries = self.max_retries(options)
+        budget = budget if budget is not None else RetryBudget(self.max_retries(options))
         deadline = self.deadline(options)
-        for attempt in range(max_retries + 1):
+        for attempt in range(MAX_ATTEMPTS_PER_REQUEST):
             started = time.monotonic()
             error: APIError
             try:
@@ -487,7 +501,7 @@ class AsyncTransport(BaseTransport):
             except APIError as exc:
                 error = exc
             self.log_attempt(request, attempt, type(error).__name__, started)
-            delay = self.retry_wait(attempt, error, max_retries, request)
+            delay = self.retry_wait(attempt, error, budget, request)
             if delay is None:
                 raise error
             await _async_sleep(delay)

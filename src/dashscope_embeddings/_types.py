@@ -5,10 +5,23 @@ from __future__ import annotations
 import typing
 from dataclasses import dataclass, field
 
-__all__ = ["EmbeddingResult", "OutputType", "SparseVector", "TextType", "Usage", "WireProtocol"]
+__all__ = [
+    "EmbeddingResult",
+    "FailedInput",
+    "OnError",
+    "OutputType",
+    "PartialResult",
+    "SparseVector",
+    "TextType",
+    "Usage",
+    "WireProtocol",
+]
 
 TextType = typing.Literal["query", "document"]
 OutputType = typing.Literal["dense", "sparse", "dense&sparse"]
+OnError = typing.Literal["raise", "skip"]
+"""What a call does when some inputs fail: ``raise`` a PartialEmbeddingError carrying every
+good vector (the default), or ``skip`` them and return a :class:`PartialResult`."""
 WireProtocol = typing.Literal["native", "compatible"]
 """``native``: the DashScope endpoint (text_type, sparse, instruct). ``compatible``: the
 OpenAI-compatible ``/embeddings`` endpoint (dense only, no text_type)."""
@@ -118,6 +131,79 @@ class EmbeddingResult:
                 "this result has no sparse vectors: ask for output_type='sparse' or "
                 "'dense&sparse' (text-embedding-v3 / v4)"
             )
+        return self.sparse
+
+    def __len__(self) -> int:
+        if self.dense is not None:
+            return len(self.dense)
+        return len(self.sparse or ())
+
+
+@dataclass(frozen=True)
+class FailedInput:
+    """Why one input has no vector.
+
+    Attributes:
+        index: The input's position in what the caller passed.
+        code: The service's error code (e.g. ``DataInspectionFailed``), or our error's name.
+        message: The service's message, or ours.
+        status_code: The HTTP status, where there was one.
+        request_id: The service's request id of the request that failed, where known.
+    """
+
+    index: int
+    code: str | None
+    message: str
+    status_code: int | None = None
+    request_id: str | None = None
+
+    def __str__(self) -> str:
+        status = f"HTTP {self.status_code} " if self.status_code else ""
+        code = f"{self.code}: " if self.code else ""
+        rid = f" (request_id={self.request_id})" if self.request_id else ""
+        return f"input {self.index}: {status}{code}{self.message}{rid}"
+
+
+@dataclass(frozen=True)
+class PartialResult:
+    """The result of a call in which some inputs may have failed, in input order.
+
+    ``embeddings[i]`` is ``None`` exactly where ``i`` is in ``failed``; never a placeholder
+    vector. ``complete`` tells whether nothing failed.
+
+    Attributes:
+        model: The model that produced the vectors.
+        dense: Dense vectors or ``None`` per input, or ``None`` when not asked for.
+        sparse: Sparse vectors or ``None`` per input, or ``None`` when not asked for.
+        failed: Caller index -> why that input has no vector.
+        usage: Tokens and estimated cost of everything the call was billed for.
+        request_ids: The service's request ids of the successful requests.
+    """
+
+    model: str
+    dense: list[list[float] | None] | None
+    sparse: list[SparseVector | None] | None
+    failed: dict[int, FailedInput]
+    usage: Usage
+    request_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def complete(self) -> bool:
+        """Whether every input has its vector."""
+        return not self.failed
+
+    @property
+    def embeddings(self) -> list[list[float] | None]:
+        """Dense vectors per input, ``None`` where that input failed."""
+        if self.dense is None:
+            raise AttributeError("this result has no dense vectors (see output_type)")
+        return self.dense
+
+    @property
+    def sparse_embeddings(self) -> list[SparseVector | None]:
+        """Sparse vectors per input, ``None`` where that input failed."""
+        if self.sparse is None:
+            raise AttributeError("this result has no sparse vectors (see output_type)")
         return self.sparse
 
     def __len__(self) -> int:

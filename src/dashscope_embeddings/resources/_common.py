@@ -7,12 +7,29 @@ import json
 import math
 import struct
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from dashscope_embeddings._errors import ResponseValidationError
+from dashscope_embeddings._errors import (
+    APIError,
+    APIStatusError,
+    PartialEmbeddingError,
+    ResponseValidationError,
+)
+from dashscope_embeddings._fanout import CallOutcome
+from dashscope_embeddings._registry import ModelSpec
+from dashscope_embeddings._types import (
+    EmbeddingResult,
+    FailedInput,
+    OnError,
+    OutputType,
+    PartialResult,
+    SparseVector,
+)
+from dashscope_embeddings._usage import usage_for
 
 __all__ = [
     "as_dict",
+    "assemble",
     "check_dimensions",
     "dumps",
     "malformed",
@@ -125,3 +142,130 @@ def total_tokens(usage: object, request_id: str | None) -> int:
     usage = as_dict(usage, "usage", request_id)
     value = usage.get("total_tokens", usage.get("prompt_tokens", 0))
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _combine_dense(parts: list[tuple[list[float], float]]) -> list[float]:
+    """Token-weighted mean of chunk vectors, re-normalised to unit length."""
+    total = sum(weight for _, weight in parts)
+    size = len(parts[0][0])
+    mean = [0.0] * size
+    for vector, weight in parts:
+        share = weight / total
+        for i, value in enumerate(vector):
+            mean[i] += value * share
+    norm = math.sqrt(sum(v * v for v in mean)) or 1.0
+    return [v / norm for v in mean]
+
+
+def _combine_sparse(parts: list[tuple[SparseVector, float]]) -> SparseVector:
+    """Token-weighted mean of chunk sparse vectors (indices merged, values averaged)."""
+    total = sum(weight for _, weight in parts)
+    values: dict[int, float] = {}
+    tokens: dict[int, str] = {}
+    for vector, weight in parts:
+        for position, (index, value) in enumerate(zip(vector.indices, vector.values, strict=True)):
+            values[index] = values.get(index, 0.0) + value * weight / total
+            if vector.tokens is not None:
+                tokens[index] = vector.tokens[position]
+    order = sorted(values)
+    return SparseVector(
+        indices=tuple(order),
+        values=tuple(values[i] for i in order),
+        tokens=tuple(tokens[i] for i in order) if len(tokens) == len(order) else None,
+    )
+
+
+def _failed(index: int, error: BaseException) -> FailedInput:
+    if isinstance(error, APIStatusError):
+        return FailedInput(index, error.code, error.message, error.status_code, error.request_id)
+    if isinstance(error, APIError):
+        return FailedInput(index, type(error).__name__, error.message, None, error.request_id)
+    return FailedInput(index, type(error).__name__, str(error))
+
+
+def assemble(
+    *,
+    model: str,
+    spec: ModelSpec,
+    region: str,
+    refs: Sequence[Sequence[tuple[int, float]]],
+    outcome: CallOutcome,
+    output_type: OutputType,
+    on_error: OnError,
+) -> EmbeddingResult | PartialResult:
+    """Turn a call's outcome into its result, in the caller's order.
+
+    Returns an :class:`EmbeddingResult` when every input has its vector; with failed inputs,
+    raises :class:`PartialEmbeddingError` (``on_error="raise"``) or returns the
+    :class:`PartialResult` (``on_error="skip"``). When the call was stopped by an error, that
+    error is raised, carrying the finished part in ``.partial``.
+    """
+    want_dense = output_type != "sparse"
+    want_sparse = output_type != "dense"
+    unit_dense: dict[int, list[float]] = {}
+    unit_sparse: dict[int, SparseVector] = {}
+    tokens = 0
+    outputs = sorted(outcome.outputs, key=lambda o: o.units[0] if o.units else -1)
+    for output in outputs:
+        tokens += output.total_tokens
+        for position, unit in enumerate(output.units):
+            if output.dense is not None:
+                unit_dense[unit] = output.dense[position]
+            if output.sparse is not None:
+                unit_sparse[unit] = output.sparse[position]
+    usage = usage_for(spec, tokens, len(outputs), region)
+    request_ids = tuple(o.request_id or "" for o in outputs)
+    dense: list[list[float] | None] = []
+    sparse: list[SparseVector | None] = []
+    failed: dict[int, FailedInput] = {}
+    first_error: tuple[int, APIError] | None = None
+    for index, parts in enumerate(refs):
+        error = next((outcome.failures[u] for u, _ in parts if u in outcome.failures), None)
+        done = all(u in (unit_dense if want_dense else unit_sparse) for u, _ in parts)
+        if error is not None:
+            failed[index] = _failed(index, error)
+            first_error = first_error or (index, error)
+        if error is not None or not done:
+            dense.append(None)
+            sparse.append(None)
+            continue
+        if want_dense:
+            vectors = [(unit_dense[u], w) for u, w in parts]
+            dense.append(vectors[0][0] if len(vectors) == 1 else _combine_dense(vectors))
+        if want_sparse:
+            svectors = [(unit_sparse[u], w) for u, w in parts]
+            sparse.append(svectors[0][0] if len(svectors) == 1 else _combine_sparse(svectors))
+    partial = PartialResult(
+        model=model,
+        dense=dense if want_dense else None,
+        sparse=sparse if want_sparse else None,
+        failed=failed,
+        usage=usage,
+        request_ids=request_ids,
+    )
+    if outcome.fatal is not None:
+        if isinstance(outcome.fatal, APIError) and outputs:
+            outcome.fatal.partial = partial
+        raise outcome.fatal
+    if failed:
+        if on_error == "skip":
+            return partial
+        if len(failed) < len(refs) or first_error is None:
+            raise PartialEmbeddingError(partial)
+        # Nothing was embedded: raise the service's own error (naming the caller's input),
+        # with every failure listed on it.
+        index, error = first_error
+        if len(refs) > 1:
+            error.message = f"input {index}: {error.message}"
+            error.args = (error.message,)
+        error.partial = partial
+        raise error
+    if any(v is None for v in (dense if want_dense else sparse)):  # pragma: no cover - a bug
+        raise ResponseValidationError("internal error: an input got no vector and no failure")
+    return EmbeddingResult(
+        model=model,
+        dense=typing.cast("list[list[float]]", dense) if want_dense else None,
+        sparse=typing.cast("list[SparseVector]", sparse) if want_sparse else None,
+        usage=usage,
+        request_ids=request_ids,
+    )

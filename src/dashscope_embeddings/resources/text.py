@@ -15,16 +15,16 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from dashscope_embeddings._config import Endpoints
 from dashscope_embeddings._constants import COMPATIBLE_EMBEDDINGS_PATH, TEXT_EMBEDDING_PATH
 from dashscope_embeddings._errors import InvalidInputError
+from dashscope_embeddings._fanout import Job, UnitOutput
 from dashscope_embeddings._registry import MODELS, ModelSpec
 from dashscope_embeddings._tokens import TokenCounter, estimate_tokens
 from dashscope_embeddings._transport import Answer, APIRequest
 from dashscope_embeddings._types import (
-    EmbeddingResult,
     OutputType,
     SparseVector,
     TextType,
@@ -44,13 +44,12 @@ from dashscope_embeddings.resources._common import (
 )
 
 __all__ = [
-    "PlannedRequest",
+    "LongText",
     "RequestOutput",
     "TextCall",
     "check_options",
     "check_texts",
     "compatible_body",
-    "finish",
     "materialize",
     "native_body",
     "parse_compatible",
@@ -73,24 +72,95 @@ class RequestOutput:
     request_id: str | None
 
 
-@dataclass(frozen=True)
-class PlannedRequest:
-    """One request of a call, and which of the caller's inputs it carries."""
+LongText = typing.Literal["error", "truncate", "chunk"]
+"""What to do with a text over the model's token limit: ``error`` (refuse it before sending,
+naming its index), ``truncate`` (cut it to the limit, conservatively, by the estimate) or
+``chunk`` (split it, embed the pieces, and return their token-weighted mean, re-normalised)."""
 
-    request: APIRequest
-    indices: range
+# Truncated texts and chunks aim below the limit: the estimate is not the service's count.
+_LONG_TEXT_MARGIN = 0.9
 
 
-@dataclass(frozen=True)
+@dataclass
 class TextCall:
-    """One ``embed_texts`` call, planned: the model, its options, and its requests."""
+    """One ``embed_texts`` call, planned: what is sent (units) and how it maps back.
+
+    ``units`` are the texts actually sent: identical inputs are sent once, and a long text cut
+    into chunks is several units. ``refs[i]`` lists the units (with their weights) that make up
+    the caller's input ``i``.
+    """
 
     spec: ModelSpec
+    endpoints: Endpoints
     protocol: WireProtocol
     output_type: OutputType
-    expected_dimension: int | None
-    region: str
-    requests: list[PlannedRequest]
+    dimension: int | None
+    text_type: TextType | None
+    instruct: str | None
+    extra_body: Mapping[str, typing.Any] | None
+    units: list[str]
+    refs: list[list[tuple[int, float]]]
+    jobs: list[Job] = field(default_factory=list)
+
+    @property
+    def unit_count(self) -> int:
+        """How many texts are sent."""
+        return len(self.units)
+
+    @property
+    def expected_dimension(self) -> int | None:
+        """Length every dense vector must have, where known."""
+        return self.dimension or self.spec.default_dimension
+
+    def build(self, units: Sequence[int]) -> Job:
+        """The request carrying exactly ``units``."""
+        chunk = [self.units[u] for u in units]
+        if self.protocol == "compatible":
+            url = self.endpoints.compatible_base + COMPATIBLE_EMBEDDINGS_PATH
+            body = compatible_body(self.spec.name, chunk, dimension=self.dimension)
+        else:
+            url = self.endpoints.native_base + TEXT_EMBEDDING_PATH
+            body = native_body(
+                self.spec.name,
+                chunk,
+                dimension=self.dimension,
+                text_type=self.text_type,
+                output_type=self.output_type,
+                instruct=self.instruct,
+            )
+        label = f"{self.spec.name} {len(chunk)} text{'s' if len(chunk) != 1 else ''}"
+        request = APIRequest(
+            "POST", url, content=dumps(merge_body(body, self.extra_body)), label=label
+        )
+        return Job(request, tuple(units))
+
+    def parser(self, job: Job) -> Callable[[Answer], UnitOutput]:
+        """The parser of one request's answer."""
+        units = job.units
+
+        def parse(answer: Answer) -> UnitOutput:
+            if self.protocol == "compatible":
+                out = parse_compatible(
+                    answer.payload,
+                    len(units),
+                    expected_dimension=self.expected_dimension,
+                    request_id=answer.request_id,
+                )
+            else:
+                out = parse_native(
+                    answer.payload,
+                    len(units),
+                    output_type=self.output_type,
+                    expected_dimension=self.expected_dimension,
+                    request_id=answer.request_id,
+                )
+            return UnitOutput(units, out.dense, out.sparse, out.total_tokens, out.request_id)
+
+        return parse
+
+    def usage(self, output: UnitOutput) -> Usage:
+        """What one request billed, priced from the registry."""
+        return usage_for(self.spec, output.total_tokens, 1, self.endpoints.region)
 
 
 # --- input checks --------------------------------------------------------------------------
@@ -121,6 +191,7 @@ def check_texts(
     spec: ModelSpec,
     *,
     token_counter: TokenCounter | None = None,
+    long_ok: bool = False,
 ) -> None:
     """Refuse what the service would refuse, before anything is sent.
 
@@ -155,14 +226,14 @@ def check_texts(
                 ) from None
         # The built-in estimate never exceeds the character count, so only texts longer than
         # the limit need counting; a user's counter is always asked.
-        if token_counter is not None or len(text) > limit:
+        if not long_ok and (token_counter is not None or len(text) > limit):
             tokens = count(text)
             if tokens > limit:
                 how = "by the given token_counter" if token_counter else "estimated"
                 raise InvalidInputError(
                     f"input {index} has about {tokens} tokens ({how}), over {spec.name}'s "
                     f"limit of {limit} per text; the service rejects it rather than "
-                    "truncating, so split it into smaller chunks",
+                    "truncating: split it, or pass long_text='truncate' or 'chunk'",
                     index=index,
                 )
 
@@ -308,6 +379,31 @@ def compatible_body(
     return body
 
 
+def _fit(text: str, limit: int, count: TokenCounter) -> str:
+    """``text`` cut (by characters, conservatively) until its count is within ``limit``."""
+    target = int(limit * _LONG_TEXT_MARGIN)
+    while True:
+        tokens = count(text)
+        if tokens <= target or len(text) <= 1:
+            return text
+        text = text[: max(1, int(len(text) * target / tokens * 0.95))]
+
+
+def _pieces(text: str, limit: int, count: TokenCounter) -> list[str]:
+    """``text`` split into consecutive pieces each within ``limit`` tokens."""
+    pieces: list[str] = []
+    rest = text
+    while rest:
+        piece = _fit(rest, limit, count)
+        if len(piece) < len(rest):  # end the piece at a word boundary where there is one
+            cut = piece.rfind(" ")
+            if cut > len(piece) // 2:
+                piece = piece[: cut + 1]
+        pieces.append(piece)
+        rest = rest[len(piece) :]
+    return [p for p in pieces if p.strip()] or [text[:1]]
+
+
 def plan_text_call(
     texts: Sequence[str],
     *,
@@ -320,8 +416,11 @@ def plan_text_call(
     instruct: str | None,
     token_counter: TokenCounter | None,
     extra_body: Mapping[str, typing.Any] | None = None,
+    long_text: LongText = "error",
 ) -> TextCall:
     """Check everything, then cut the call into requests by the model's limits.
+
+    Identical texts are sent once. Long texts follow ``long_text``.
 
     Raises:
         InvalidInputError: Before anything is sent, for a bad input (its index) or option.
@@ -334,34 +433,50 @@ def plan_text_call(
         instruct=instruct,
         protocol=protocol,
     )
-    check_texts(texts, spec, token_counter=token_counter)
-    requests = []
-    for indices in plan_requests(len(texts), spec.max_batch_size):
-        chunk = [texts[i] for i in indices]
-        if protocol == "compatible":
-            url = endpoints.compatible_base + COMPATIBLE_EMBEDDINGS_PATH
-            body = compatible_body(spec.name, chunk, dimension=dimension)
+    if long_text not in ("error", "truncate", "chunk"):
+        raise InvalidInputError(
+            f"long_text must be 'error', 'truncate' or 'chunk', got {long_text!r}"
+        )
+    check_texts(texts, spec, token_counter=token_counter, long_ok=long_text != "error")
+    count = token_counter or estimate_tokens
+    limit = spec.max_tokens_per_input
+    units: list[str] = []
+    seen: dict[str, int] = {}
+    refs: list[list[tuple[int, float]]] = []
+
+    def unit(text: str) -> int:
+        index = seen.get(text)
+        if index is None:
+            index = seen[text] = len(units)
+            units.append(text)
+        return index
+
+    for text in texts:
+        if long_text != "error" and len(text) > limit * _LONG_TEXT_MARGIN and count(text) > (
+            limit * _LONG_TEXT_MARGIN
+        ):
+            if long_text == "truncate":
+                refs.append([(unit(_fit(text, limit, count)), 1.0)])
+            else:
+                refs.append(
+                    [(unit(p), float(max(1, count(p)))) for p in _pieces(text, limit, count)]
+                )
         else:
-            url = endpoints.native_base + TEXT_EMBEDDING_PATH
-            body = native_body(
-                spec.name,
-                chunk,
-                dimension=dimension,
-                text_type=text_type,
-                output_type=output_type,
-                instruct=instruct,
-            )
-        label = f"{spec.name} inputs {indices.start}..{indices.stop - 1}"
-        request = APIRequest("POST", url, content=dumps(merge_body(body, extra_body)), label=label)
-        requests.append(PlannedRequest(request, indices))
-    return TextCall(
+            refs.append([(unit(text), 1.0)])
+    call = TextCall(
         spec=spec,
+        endpoints=endpoints,
         protocol=protocol,
         output_type=output_type,
-        expected_dimension=dimension or spec.default_dimension,
-        region=endpoints.region,
-        requests=requests,
+        dimension=dimension,
+        text_type=text_type,
+        instruct=instruct,
+        extra_body=extra_body,
+        units=units,
+        refs=refs,
     )
+    call.jobs = [call.build(r) for r in plan_requests(len(units), spec.max_batch_size)]
+    return call
 
 
 # --- answers ---------------------------------------------------------------------------------
@@ -431,49 +546,3 @@ def parse_compatible(
     dense = [parse_vector(item.get("embedding"), i, request_id) for i, item in enumerate(items)]
     check_dimensions(dense, expected_dimension, request_id)
     return RequestOutput(dense, None, total_tokens(body.get("usage"), request_id), request_id)
-
-
-def parser(call: TextCall, planned: PlannedRequest) -> Callable[[Answer], RequestOutput]:
-    """The parser of one request's answer."""
-    count = len(planned.indices)
-
-    def parse(answer: Answer) -> RequestOutput:
-        if call.protocol == "compatible":
-            return parse_compatible(
-                answer.payload,
-                count,
-                expected_dimension=call.expected_dimension,
-                request_id=answer.request_id,
-            )
-        return parse_native(
-            answer.payload,
-            count,
-            output_type=call.output_type,
-            expected_dimension=call.expected_dimension,
-            request_id=answer.request_id,
-        )
-
-    return parse
-
-
-def usage_hook(call: TextCall) -> Callable[[RequestOutput], Usage]:
-    """What one request billed, priced from the registry."""
-    return lambda output: usage_for(call.spec, output.total_tokens, 1, call.region)
-
-
-def finish(call: TextCall, outputs: Sequence[RequestOutput]) -> EmbeddingResult:
-    """Join the requests' outputs into the call's result, in the caller's order."""
-    dense: list[list[float]] | None = None
-    sparse: list[SparseVector] | None = None
-    if call.output_type != "sparse":
-        dense = [vector for out in outputs for vector in (out.dense or ())]
-    if call.output_type != "dense":
-        sparse = [vector for out in outputs for vector in (out.sparse or ())]
-    tokens = sum(out.total_tokens for out in outputs)
-    return EmbeddingResult(
-        model=call.spec.name,
-        dense=dense,
-        sparse=sparse,
-        usage=usage_for(call.spec, tokens, len(outputs), call.region),
-        request_ids=tuple(out.request_id or "" for out in outputs),
-    )
