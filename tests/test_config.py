@@ -14,7 +14,8 @@ SECRET = "sk-very-secret-value-123"
 def _headers(client: DashScopeClient) -> httpx.Headers:
     """The headers the client would send on a request (built, not sent)."""
     request = APIRequest("POST", client.endpoints.native_base + "/x", content=b"{}")
-    return client._transport.build(client._http, request, RequestOptions()).headers
+    built = client._transport.build(client._http, request, RequestOptions())
+    return next(client._transport.auth.auth_flow(built)).headers
 
 
 def test_missing_key_is_a_clear_error() -> None:

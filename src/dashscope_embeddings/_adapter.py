@@ -24,7 +24,11 @@ import httpx
 from pydantic import Field, PrivateAttr, SecretStr
 
 from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
-from dashscope_embeddings._config import resolve_api_key, resolve_endpoints
+from dashscope_embeddings._config import (
+    check_transport_security,
+    resolve_api_key,
+    resolve_endpoints,
+)
 from dashscope_embeddings._errors import ConfigurationError
 from dashscope_embeddings._options import ClientSettings
 from dashscope_embeddings._registry import ModelSpec, get_model_spec
@@ -132,7 +136,10 @@ class AdapterSettings(ClientSettings):
                 protocol=self.protocol,
             )
         resolve_api_key(self._secret())
-        resolve_endpoints(region=self.region, base_url=self.base_url, workspace=self.workspace)
+        check_transport_security(
+            resolve_endpoints(region=self.region, base_url=self.base_url, workspace=self.workspace),
+            allow_insecure_http=self.allow_insecure_http,
+        )
 
     def _extra_body(self) -> dict[str, typing.Any] | None:
         extra = self._extra_parameters()

@@ -26,7 +26,11 @@ from dataclasses import dataclass
 import httpx
 from pydantic import SecretStr
 
-from dashscope_embeddings._config import resolve_api_key, resolve_endpoints
+from dashscope_embeddings._config import (
+    check_transport_security,
+    resolve_api_key,
+    resolve_endpoints,
+)
 from dashscope_embeddings._errors import ClientClosedError
 from dashscope_embeddings._fanout import (
     CallOutcome,
@@ -86,6 +90,12 @@ _Self = typing.TypeVar("_Self", bound="_ClientBase")
 _DEFAULT_MODEL = "text-embedding-v4"
 
 
+def _secret(api_key: str | SecretStr | None) -> SecretStr | None:
+    if api_key is None or isinstance(api_key, SecretStr):
+        return api_key
+    return SecretStr(api_key)
+
+
 def _http_limits(max_concurrency: int) -> httpx.Limits:
     return httpx.Limits(max_keepalive_connections=max(20, max_concurrency))
 
@@ -95,13 +105,16 @@ class _ClientBase:
 
     settings: ClientSettings
 
-    def __init__(self, api_key: str | SecretStr | None, options: ClientOptions) -> None:
-        self.settings = validate_settings(options)
+    def __init__(self, api_key: SecretStr | None, options: ClientOptions) -> None:
         self._api_key = resolve_api_key(api_key)
+        self.settings = validate_settings(options)
         self.endpoints = resolve_endpoints(
             region=self.settings.region,
             base_url=self.settings.base_url,
             workspace=self.settings.workspace,
+        )
+        check_transport_security(
+            self.endpoints, allow_insecure_http=self.settings.allow_insecure_http
         )
         self._usage = UsageTracker()
         self._closed = False
@@ -244,7 +257,9 @@ class DashScopeClient(_ClientBase):
         http_client: httpx.Client | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(api_key, options)
+        secret = _secret(api_key)
+        del api_key  # never a plain local in a frame a traceback could show
+        super().__init__(secret, options)
         self._owns_http = http_client is None
         use_client_timeout = http_client is not None and not self.settings.timeout_given()
         self._http = http_client or httpx.Client(
@@ -300,6 +315,9 @@ class DashScopeClient(_ClientBase):
             region=clone.settings.region,
             base_url=clone.settings.base_url,
             workspace=clone.settings.workspace,
+        )
+        check_transport_security(
+            clone.endpoints, allow_insecure_http=clone.settings.allow_insecure_http
         )
         clone._owns_http = False
         if clone.settings.max_concurrency != self.settings.max_concurrency:
@@ -518,7 +536,9 @@ class AsyncDashScopeClient(_ClientBase):
         http_client: httpx.AsyncClient | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
-        super().__init__(api_key, options)
+        secret = _secret(api_key)
+        del api_key  # never a plain local in a frame a traceback could show
+        super().__init__(secret, options)
         self._injected = http_client
         self._owns_states = True
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (
@@ -573,6 +593,9 @@ class AsyncDashScopeClient(_ClientBase):
             region=clone.settings.region,
             base_url=clone.settings.base_url,
             workspace=clone.settings.workspace,
+        )
+        check_transport_security(
+            clone.endpoints, allow_insecure_http=clone.settings.allow_insecure_http
         )
         clone._transport = clone._make_transport(
             self._transport._use_client_timeout and not clone.settings.timeout_given()

@@ -22,7 +22,9 @@ from dashscope_embeddings._constants import (
 )
 from dashscope_embeddings._errors import ConfigurationError
 
-__all__ = ["Endpoints", "resolve_api_key", "resolve_endpoints"]
+__all__ = ["Endpoints", "check_transport_security", "resolve_api_key", "resolve_endpoints"]
+
+_LOOPBACK_NAMES = frozenset({"localhost", "::1"})
 
 
 @dataclass(frozen=True)
@@ -122,3 +124,26 @@ def resolve_endpoints(
         region=region or DEFAULT_REGION,
         workspace=workspace or env.get(WORKSPACE_ENV) or None,
     )
+
+
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    return host in _LOOPBACK_NAMES or host.startswith("127.")
+
+
+def check_transport_security(endpoints: Endpoints, *, allow_insecure_http: bool) -> None:
+    """Refuse a plain-HTTP base URL to another machine unless the user opted in.
+
+    The key travels in a header: over ``http://`` anyone on the path can read it. Loopback
+    (the bundled emulator, a local proxy) is fine.
+
+    Raises:
+        ConfigurationError: Naming the URL and the option that allows it.
+    """
+    url = httpx.URL(endpoints.native_base)
+    if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
+        raise ConfigurationError(
+            f"base URL {endpoints.native_base} is plain http:// to another machine: the API key "
+            "would cross the network unencrypted. Use https://, or pass "
+            "allow_insecure_http=True if the network is yours"
+        )

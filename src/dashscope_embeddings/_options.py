@@ -116,6 +116,11 @@ class ClientSettings(BaseModel):
         le=1024,
         description="Requests in flight at once, shared by every call on the client.",
     )
+    allow_insecure_http: bool = Field(
+        default=False,
+        description="Allow a plain `http://` base URL to a host other than this machine (the "
+        "key would cross the network unencrypted).",
+    )
     token_counter: TokenCounter | None = Field(
         default=None,
         exclude=True,
@@ -168,6 +173,7 @@ class ClientOptions(typing.TypedDict, total=False):
     max_retries: int
     timeout: TimeoutTypes
     max_concurrency: int
+    allow_insecure_http: bool
     token_counter: TokenCounter | None
 
 

@@ -205,6 +205,22 @@ def _snippet(content: bytes) -> str:
     return " ".join(text.split()) + ("..." if len(content) > _SNIPPET else "")
 
 
+class _BearerAuth(httpx.Auth):
+    """Adds ``Authorization: Bearer`` as the request leaves, so no frame of ours holds it."""
+
+    def __init__(self, key: SecretStr) -> None:
+        self._key = key
+
+    def __repr__(self) -> str:
+        return "_BearerAuth(<redacted>)"
+
+    def auth_flow(
+        self, request: httpx.Request
+    ) -> typing.Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = "Bearer " + self._key.get_secret_value()
+        yield request
+
+
 class BaseTransport:
     """Request building, answer classification and retry decisions; no I/O."""
 
@@ -217,7 +233,7 @@ class BaseTransport:
         usage: UsageTracker,
         use_client_timeout: bool,
     ) -> None:
-        self._api_key = api_key
+        self.auth = _BearerAuth(api_key)
         self.endpoints = endpoints
         self.settings = settings
         self.usage = usage
@@ -261,9 +277,11 @@ class BaseTransport:
     def build(
         self, http: httpx.Client | httpx.AsyncClient, request: APIRequest, options: RequestOptions
     ) -> httpx.Request:
-        """The httpx request of one attempt (built anew each time, never mutated)."""
+        """The httpx request of one attempt (built anew each time, never mutated).
+
+        The key is not in it: :attr:`auth` adds it as the request is sent.
+        """
         headers = {
-            "Authorization": f"Bearer {self._api_key.get_secret_value()}",
             "Accept": "application/json",
             "User-Agent": USER_AGENT,
         }
@@ -290,6 +308,16 @@ class BaseTransport:
     ) -> Answer:
         """Classify a received answer: return it when successful, raise its typed error."""
         header_id = headers.get("x-request-id")
+        if 300 <= status < 400:
+            # Never followed: the key would go wherever the redirect points.
+            raise make_status_error(
+                status,
+                code=None,
+                message=f"redirect to {headers.get('location', '?')!s} not followed (the key "
+                "is only sent to the configured host); set base_url to the final address",
+                request_id=header_id,
+                headers=headers,
+            )
         is_json, payload = decode_json(content) if content else (False, None)
         if status >= 400 or body_error_code(payload) is not None:
             raise parse_error(
@@ -451,7 +479,12 @@ class SyncTransport(BaseTransport):
         self, request: APIRequest, options: RequestOptions, deadline: float | None
     ) -> tuple[int, httpx.Headers, bytes]:
         started = time.monotonic()
-        response = self.http.send(self.build(self.http, request, options), stream=True)
+        response = self.http.send(
+            self.build(self.http, request, options),
+            stream=True,
+            auth=self.auth,
+            follow_redirects=False,
+        )
         try:
             chunks: list[bytes] = []
             size = 0
@@ -515,7 +548,9 @@ class AsyncTransport(BaseTransport):
         deadline: float | None,
     ) -> tuple[int, httpx.Headers, bytes]:
         started = time.monotonic()
-        response = await http.send(self.build(http, request, options), stream=True)
+        response = await http.send(
+            self.build(http, request, options), stream=True, auth=self.auth, follow_redirects=False
+        )
         try:
             chunks: list[bytes] = []
             size = 0

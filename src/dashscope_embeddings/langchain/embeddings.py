@@ -14,7 +14,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
         'pip install "dashscope-embeddings[langchain]"'
     ) from exc
 
-from pydantic import ConfigDict, Field, SecretStr, StrictInt, model_validator
+from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from dashscope_embeddings._adapter import AdapterSettings
 
@@ -77,15 +77,6 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings):
 
     1. ``api_key`` / ``dashscope_api_key`` argument;
     2. the ``DASHSCOPE_API_KEY`` environment variable."""
-    max_retries: StrictInt = Field(
-        default=5,
-        ge=0,
-        le=100,
-        description="Retries per request on 429, 5xx, transport errors and malformed answers "
-        "(5 as in `langchain_community`).",
-    )
-    """Retries per request on 429, 5xx and transport errors (never on 4xx input errors); 5 as
-    in ``langchain_community``."""
     model_kwargs: dict[str, typing.Any] = Field(
         default_factory=dict,
         description="Extra service parameters merged into every request's `parameters`.",
