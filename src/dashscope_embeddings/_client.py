@@ -20,7 +20,7 @@ import copy
 import threading
 import typing
 import weakref
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -76,7 +76,7 @@ from dashscope_embeddings._types import (
     WireProtocol,
 )
 from dashscope_embeddings._usage import UsageTracker
-from dashscope_embeddings.resources import text
+from dashscope_embeddings.resources import multimodal, text
 from dashscope_embeddings.resources._common import assemble
 
 if typing.TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker needs it
@@ -88,6 +88,7 @@ T = typing.TypeVar("T")
 _Self = typing.TypeVar("_Self", bound="_ClientBase")
 
 _DEFAULT_MODEL = "text-embedding-v4"
+_DEFAULT_MULTIMODAL_MODEL = "tongyi-embedding-vision-plus"
 
 
 def _secret(api_key: str | SecretStr | None) -> SecretStr | None:
@@ -197,6 +198,44 @@ class _ClientBase:
             token_counter=self.settings.token_counter,
             extra_body=extra_body,
             long_text=long_text,
+        )
+
+    def _plan_multimodal(
+        self,
+        inputs: Iterable[object],
+        *,
+        model: str | ModelSpec,
+        dimension: int | None,
+        fps: float | None,
+        instruct: str | None,
+        extra_body: Mapping[str, typing.Any] | None,
+    ) -> tuple[ModelSpec, CallPlan]:
+        self._check_open()
+        spec = get_model_spec(model)
+        items = list(inputs) if not isinstance(inputs, Sequence) else inputs
+        plan = multimodal.plan_multimodal_call(
+            items,
+            spec=spec,
+            endpoints=self.endpoints,
+            dimension=dimension,
+            fps=fps,
+            instruct=instruct,
+            token_counter=self.settings.token_counter,
+            extra_body=extra_body,
+        )
+        return spec, plan
+
+    def _finish_multimodal(
+        self, spec: ModelSpec, plan: CallPlan, outcome: CallOutcome, on_error: OnError
+    ) -> EmbeddingResult | PartialResult:
+        return assemble(
+            model=spec.name,
+            spec=spec,
+            region=self.endpoints.region,
+            refs=typing.cast(multimodal.MultimodalCall, plan).refs,
+            outcome=outcome,
+            output_type="dense",
+            on_error=on_error,
         )
 
     def _finish_text(
@@ -438,6 +477,36 @@ class DashScopeClient(_ClientBase):
         )
         options = _request_options(timeout, max_retries, extra_headers, None)
         return self._finish_text(call, self._run(call, options), on_error)
+
+    def embed_multimodal(
+        self,
+        inputs: Iterable[object],
+        *,
+        model: str | ModelSpec = _DEFAULT_MULTIMODAL_MODEL,
+        dimension: int | None = None,
+        fps: float | None = None,
+        instruct: str | None = None,
+        on_error: OnError = "raise",
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> EmbeddingResult | PartialResult:
+        """Embed texts, images and videos with a multimodal model, results in input order.
+
+        See :mod:`dashscope_embeddings.resources.multimodal` for the inputs each model takes.
+        Errors and ``on_error`` as in :meth:`embed_texts`.
+        """
+        spec, plan = self._plan_multimodal(
+            inputs,
+            model=model,
+            dimension=dimension,
+            fps=fps,
+            instruct=instruct,
+            extra_body=extra_body,
+        )
+        options = _request_options(timeout, max_retries, extra_headers, None)
+        return self._finish_multimodal(spec, plan, self._run(plan, options), on_error)
 
     def _run(self, plan: CallPlan, options: RequestOptions) -> CallOutcome:
         """Send a planned call's requests side by side (see ``_fanout``)."""
@@ -695,6 +764,32 @@ class AsyncDashScopeClient(_ClientBase):
         )
         options = _request_options(timeout, max_retries, extra_headers, None)
         return self._finish_text(call, await self._run(call, options), on_error)
+
+    async def embed_multimodal(
+        self,
+        inputs: Iterable[object],
+        *,
+        model: str | ModelSpec = _DEFAULT_MULTIMODAL_MODEL,
+        dimension: int | None = None,
+        fps: float | None = None,
+        instruct: str | None = None,
+        on_error: OnError = "raise",
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> EmbeddingResult | PartialResult:
+        """Embed texts, images and videos; see :meth:`DashScopeClient.embed_multimodal`."""
+        spec, plan = self._plan_multimodal(
+            inputs,
+            model=model,
+            dimension=dimension,
+            fps=fps,
+            instruct=instruct,
+            extra_body=extra_body,
+        )
+        options = _request_options(timeout, max_retries, extra_headers, None)
+        return self._finish_multimodal(spec, plan, await self._run(plan, options), on_error)
 
     async def _run(self, plan: CallPlan, options: RequestOptions) -> CallOutcome:
         """Send a planned call's requests side by side (see ``_fanout``)."""
