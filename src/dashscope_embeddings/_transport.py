@@ -188,7 +188,9 @@ def parse_error(
             code = payload.get("code")
             message = str(payload.get("message") or payload.get("msg") or "")
     else:
-        message = text[:500]
+        kind = (headers or {}).get("content-type") or "no content type"
+        raw = text.encode()
+        message = f"answer is not JSON ({kind}, {len(raw)} bytes): {_snippet(raw)!r}"
     return make_status_error(
         status_code,
         code=str(code) if code else None,
