@@ -121,9 +121,12 @@ class _ClientBase:
         self._closed = False
 
     def __repr__(self) -> str:
+        endpoints = getattr(self, "endpoints", None)
+        if endpoints is None:  # shown while still being built (e.g. traceback locals)
+            return f"<{type(self).__name__} (not set up)>"
         return (
-            f"{type(self).__name__}(base_url={self.endpoints.native_base!r}, "
-            f"region={self.endpoints.region!r}, protocol={self.settings.protocol!r})"
+            f"{type(self).__name__}(base_url={endpoints.native_base!r}, "
+            f"region={endpoints.region!r}, protocol={self.settings.protocol!r})"
         )
 
     @property

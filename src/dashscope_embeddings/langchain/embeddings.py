@@ -7,6 +7,7 @@ from collections.abc import Mapping
 
 try:
     from langchain_core.embeddings import Embeddings
+    from langchain_core.load.serializable import Serializable
     from langchain_core.utils import secret_from_env
 except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
     raise ImportError(
@@ -21,7 +22,7 @@ from dashscope_embeddings._adapter import AdapterSettings
 __all__ = ["DashScopeEmbeddings"]
 
 
-class DashScopeEmbeddings(AdapterSettings, Embeddings):
+class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
     """DashScope (Alibaba Cloud Model Studio) text embedding models for LangChain.
 
     Documents are sent with ``text_type="document"``, queries with ``text_type="query"``
@@ -83,6 +84,21 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings):
     )
     """Extra service parameters merged into every request's ``parameters`` (native protocol)
     or body (compatible protocol), for a parameter this package does not know yet."""
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """``dumpd`` / ``dumps`` serialise it, the key as a secret reference only."""
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        """Where ``langchain_core.load`` finds the class."""
+        return ["dashscope_embeddings", "langchain"]
+
+    @property
+    def lc_secrets(self) -> dict[str, str]:
+        """The key is serialised as a reference to ``DASHSCOPE_API_KEY``, never its value."""
+        return {"dashscope_api_key": "DASHSCOPE_API_KEY"}
 
     @model_validator(mode="after")
     def _validate(self) -> DashScopeEmbeddings:
