@@ -72,7 +72,7 @@ def test_identical_inputs_are_sent_once_and_fanned_out(emulator: Emulator) -> No
 
 
 class _Redirector(http.server.BaseHTTPRequestHandler):
-    def do_POST(self) -> None:  # noqa: N802 - the stdlib's name
+    def do_POST(self) -> None:
         self.send_response(307)
         self.send_header("Location", "http://127.0.0.1:9/elsewhere")
         self.send_header("Content-Length", "0")
