@@ -35,7 +35,7 @@ def _norm(vector: list[float]) -> float:
 
 def test_long_text_is_refused_by_default_naming_the_index(emulator: Emulator) -> None:
     with DashScopeClient(TEST_KEY, base_url=emulator.url) as client:
-        with pytest.raises(InvalidInputError, match="input 1 has about .* 2048") as info:
+        with pytest.raises(InvalidInputError, match=r"input 1 has about .* 2048") as info:
             client.embed_texts(["short", LONG], model="text-embedding-v2")
     assert "long_text=" in str(info.value) and emulator.requests == []
 
@@ -94,7 +94,7 @@ def redirector() -> Iterator[str]:
 
 def test_a_redirect_is_not_followed_with_the_key(redirector: str) -> None:
     with DashScopeClient(TEST_KEY, base_url=redirector) as client:
-        with pytest.raises(APIStatusError, match="redirect to http://127.0.0.1:9/elsewhere"):
+        with pytest.raises(APIStatusError, match=r"redirect to http://127\.0\.0\.1:9/elsewhere"):
             client.embed_texts(["x"])
 
 
