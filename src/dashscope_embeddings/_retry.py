@@ -1,10 +1,22 @@
-"""Retry policy as pure functions: what to retry, and how long to wait.
+"""Retry policy as pure functions and one budget per call.
 
-Retried: 408, 409, 429 (except an exhausted free quota), 5xx, and transport errors; never
-400/401/403/404. A response header ``x-should-retry: true|false`` overrides the status. Waits
-grow as ``min(0.5 * 2**attempt, 8)`` seconds less up to 25 % jitter; a ``retry-after-ms`` or
-``retry-after`` header is honoured up to :data:`MAX_RETRY_AFTER_S`, beyond which the error is
-raised at once (an indexing job should not stall silently).
+What is retried (README's table says the same):
+
+==============================================================  ==========================
+answer                                                          retried?
+==============================================================  ==========================
+408, 409, 429 (not an exhausted free quota), 5xx, or a 200      yes, with backoff
+carrying a throttling / server code                             (``x-should-retry`` wins)
+connection refused or reset, no whole answer within ``timeout``  yes
+200 with a cut or non-JSON body, a bad index, size or NaN        yes (transient)
+400 for several inputs                                          no: split (``_fanout``)
+400 for one input, 401, 403, 404, a redirect                    never
+==============================================================  ==========================
+
+Waits grow as ``min(0.5 * 2**attempt, 8)`` seconds less up to 25 % jitter; a
+``retry-after-ms`` / ``retry-after`` header is honoured up to :data:`MAX_RETRY_AFTER_S`, beyond
+which the error is raised at once (an indexing job should not stall silently). Retries of one
+call draw on a :class:`RetryBudget`.
 """
 
 from __future__ import annotations
