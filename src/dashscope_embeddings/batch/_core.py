@@ -1,0 +1,575 @@
+"""What a batch job does, written once for both I/O flavours.
+
+Every step that talks to the service is a generator that yields :class:`Call` objects (a
+method of ``client.files`` / ``client.batches``, or a pause) and receives their results; the
+sync and async jobs only differ in how they run a call (:func:`run_sync`, :func:`run_async`).
+State is saved after every answer that changes it, before the next request goes out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import typing
+import uuid
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dashscope_embeddings._errors import BadRequestError, InvalidInputError, NotFoundError
+from dashscope_embeddings._registry import ModelSpec, get_model_spec
+from dashscope_embeddings._tokens import TokenCounter
+from dashscope_embeddings.batch import _plan
+from dashscope_embeddings.batch._results import BatchResults, collect
+from dashscope_embeddings.batch._state import (
+    BatchStateError,
+    JobState,
+    Part,
+    data_dir,
+    write_atomic,
+)
+from dashscope_embeddings.resources.batches import BatchObject
+from dashscope_embeddings.resources.text import materialize
+
+__all__ = ["Call", "JobCore", "JobStatus", "PartStatus", "Step", "WaitTimeoutError"]
+
+T = typing.TypeVar("T")
+Step = Generator["Call", typing.Any, T]
+
+FIRST_POLL_S = 1.0
+MAX_POLL_S = 30.0
+_POLL_GROWTH = 1.5
+_LIST_PAGE = 100
+_LIST_PAGES = 10  # look for an unrecorded batch among the newest 1,000
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+
+
+class WaitTimeoutError(TimeoutError):
+    """``wait(timeout=...)`` ran out; the job goes on, and ``status`` is where it stood."""
+
+    def __init__(self, message: str, status: JobStatus) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Call:
+    """One request for the runner.
+
+    ``client.<namespace>.<method>(*args, **kwargs)``, or a pause of ``args[0]`` seconds when
+    ``namespace`` is ``"sleep"``.
+    """
+
+    namespace: str
+    method: str = ""
+    args: tuple[typing.Any, ...] = ()
+    kwargs: Mapping[str, typing.Any] = field(default_factory=dict)
+
+
+def run_sync(client: typing.Any, step: Step[T]) -> T:
+    """Run ``step`` with a sync client; a call's exception is raised inside the step."""
+    value: typing.Any = None
+    error: Exception | None = None
+    while True:
+        try:
+            call = step.throw(error) if error is not None else step.send(value)
+        except StopIteration as stop:
+            return typing.cast(T, stop.value)
+        value, error = None, None
+        try:
+            if call.namespace == "sleep":
+                time.sleep(call.args[0])
+            else:
+                method = getattr(getattr(client, call.namespace), call.method)
+                value = method(*call.args, **call.kwargs)
+        except Exception as exc:
+            error = exc
+
+
+async def run_async(client: typing.Any, step: Step[T]) -> T:
+    """Run ``step`` with an async client; see :func:`run_sync`."""
+    value: typing.Any = None
+    error: Exception | None = None
+    while True:
+        try:
+            call = step.throw(error) if error is not None else step.send(value)
+        except StopIteration as stop:
+            return typing.cast(T, stop.value)
+        value, error = None, None
+        try:
+            if call.namespace == "sleep":
+                await asyncio.sleep(call.args[0])
+            else:
+                method = getattr(getattr(client, call.namespace), call.method)
+                value = await method(*call.args, **call.kwargs)
+        except Exception as exc:
+            error = exc
+
+
+@dataclass(frozen=True)
+class PartStatus:
+    """One batch of a job.
+
+    Attributes:
+        name: The part (``part-0000``, ...).
+        attempt: 0 for the first submission, ``n`` for the ``n``-th resubmission.
+        batch_id: The service's batch id, once created.
+        status: The service's status, or ``submitting`` before the batch exists.
+        lines: Lines in its input file.
+        texts: Inputs those lines carry.
+        completed: Lines done, as last reported.
+        failed: Lines failed, as last reported.
+        resubmitted: Its failed inputs were sent again in later batches.
+    """
+
+    name: str
+    attempt: int
+    batch_id: str | None
+    status: str
+    lines: int
+    texts: int
+    completed: int
+    failed: int
+    resubmitted: bool = False
+
+
+@dataclass(frozen=True)
+class JobStatus:
+    """Where a job stands: every part's batch, and totals.
+
+    >>> status = job.status()  # doctest: +SKIP
+    >>> status.done, status.finished_lines, status.lines  # doctest: +SKIP
+    >>> print(status)  # '2 batches: 1 completed, 1 in_progress; 830/1,000 lines done, 3 failed'
+    """
+
+    parts: tuple[PartStatus, ...]
+
+    @property
+    def done(self) -> bool:
+        """Whether every batch reached a final status."""
+        return all(p.status in ("completed", "failed", "expired", "cancelled") for p in self.parts)
+
+    @property
+    def lines(self) -> int:
+        """Lines in all parts; a resubmitted line counts once, in its last batch."""
+        return sum(p.lines - (p.failed if p.resubmitted else 0) for p in self.parts)
+
+    @property
+    def completed_lines(self) -> int:
+        """Lines that succeeded, as last reported."""
+        return sum(p.completed for p in self.parts)
+
+    @property
+    def failed_lines(self) -> int:
+        """Lines that failed, as last reported, and were not resubmitted."""
+        return sum(p.failed for p in self.parts if not p.resubmitted)
+
+    @property
+    def finished_lines(self) -> int:
+        """Lines done either way (a resubmitted line counts once, by its last outcome)."""
+        return sum(p.completed + (0 if p.resubmitted else p.failed) for p in self.parts)
+
+    @property
+    def statuses(self) -> dict[str, int]:
+        """How many batches are in each status."""
+        counts: dict[str, int] = {}
+        for part in self.parts:
+            counts[part.status] = counts.get(part.status, 0) + 1
+        return counts
+
+    def __str__(self) -> str:
+        by_status = ", ".join(f"{n} {s}" for s, n in self.statuses.items())
+        return (
+            f"{len(self.parts)} batch{'es' if len(self.parts) != 1 else ''}: {by_status}; "
+            f"{self.finished_lines:,}/{self.lines:,} lines done, {self.failed_lines:,} failed"
+        )
+
+
+def _part_status(part: Part) -> PartStatus:
+    counts = part.request_counts
+    completed, failed = counts.get("completed", 0), counts.get("failed", 0)
+    if part.done and completed + failed < len(part.lines):
+        failed = len(part.lines) - completed  # a failed batch, or cancelled before creation
+    return PartStatus(
+        name=part.name,
+        attempt=part.attempt,
+        batch_id=part.batch_id,
+        status=part.status or "submitting",
+        lines=len(part.lines),
+        texts=part.texts,
+        completed=completed,
+        failed=failed,
+        resubmitted=part.resubmitted,
+    )
+
+
+class JobCore:
+    """State, planning and every step of a job; no I/O of its own but files on disk."""
+
+    def __init__(self, state: JobState, state_path: Path) -> None:
+        self._state = state
+        self._path = state_path
+        self._data = data_dir(state_path)
+        self._spec = get_model_spec(state.model)
+        self._inputs: tuple[list[str], list[str] | None] | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(state_path={str(self._path)!r}, model={self._state.model!r}, "
+            f"inputs={self._state.count}, batches={len(self._state.parts)})"
+        )
+
+    @property
+    def state_path(self) -> Path:
+        """Where the job's state is kept."""
+        return self._path
+
+    @property
+    def model(self) -> str:
+        """The model the job embeds with."""
+        return self._state.model
+
+    @property
+    def count(self) -> int:
+        """How many inputs the job has."""
+        return self._state.count
+
+    @property
+    def fingerprint(self) -> str:
+        """SHA-256 of the job's inputs and ids (see :func:`fingerprint`)."""
+        return self._state.fingerprint
+
+    @property
+    def batch_ids(self) -> list[str]:
+        """Ids of the batches created so far."""
+        return [p.batch_id for p in self._state.parts if p.batch_id]
+
+    # --- creating ---------------------------------------------------------------------------
+
+    @staticmethod
+    def prepare(
+        texts: typing.Iterable[str],
+        *,
+        model: str | ModelSpec,
+        dimension: int | None,
+        state_path: str | Path,
+        ids: typing.Iterable[str] | None,
+        region: str,
+        texts_per_line: int | None,
+        max_lines_per_file: int,
+        max_file_bytes: int,
+        completion_window: str,
+        metadata: Mapping[str, str] | None,
+        token_counter: TokenCounter | None,
+    ) -> tuple[JobState, Path]:
+        """Check the inputs, plan the parts and write inputs and state; nothing is sent.
+
+        Raises:
+            InvalidInputError: For a bad input, id or option (nothing written).
+            BatchStateError: If ``state_path`` already holds a job.
+        """
+        spec = get_model_spec(model)
+        items = list(materialize(texts))
+        id_list = None if ids is None else list(materialize(ids))
+        per_line = spec.max_batch_size if texts_per_line is None else texts_per_line
+        _plan.check_inputs(
+            items,
+            id_list,
+            spec,
+            dimension=dimension,
+            texts_per_line=per_line,
+            token_counter=token_counter,
+        )
+        if max_lines_per_file < 1 or max_file_bytes < 1:
+            raise InvalidInputError("max_lines_per_file and max_file_bytes must be >= 1")
+        path = Path(state_path)
+        if path.exists():
+            raise BatchStateError(
+                f"{path} already holds a batch job; continue it with BatchJob.resume({str(path)!r})"
+                " or choose another state_path"
+            )
+        lines = _plan.plan_lines([(0, len(items))], per_line)
+        parts = _make_parts(
+            spec.name, dimension, items, lines, 0, 0, max_lines_per_file, max_file_bytes
+        )
+        state = JobState(
+            job_id=uuid.uuid4().hex[:12],
+            model=spec.name,
+            dimension=dimension,
+            count=len(items),
+            has_ids=id_list is not None,
+            fingerprint=_plan.fingerprint(items, id_list),
+            region=region,
+            texts_per_line=per_line,
+            max_lines_per_file=max_lines_per_file,
+            max_file_bytes=max_file_bytes,
+            completion_window=completion_window,
+            metadata=dict(metadata or {}),
+            parts=parts,
+        )
+        folder = data_dir(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        _plan.write_inputs(folder / "inputs.jsonl", items, id_list)
+        state.save(path)  # last: a state file means the inputs are saved
+        return state, path
+
+    def _save(self) -> None:
+        self._state.save(self._path)
+
+    def _load_inputs(self) -> tuple[list[str], list[str] | None]:
+        if self._inputs is None:
+            path = self._data / "inputs.jsonl"
+            try:
+                self._inputs = _plan.read_inputs(path, self._state.count)
+            except (OSError, ValueError, KeyError) as exc:
+                raise BatchStateError(f"cannot read the job's inputs at {path}: {exc}") from None
+        return self._inputs
+
+    def _part_bytes(self, part: Part) -> bytes:
+        texts, _ = self._load_inputs()
+        model, dim = self._state.model, self._state.dimension
+        return b"".join(
+            _plan.line_bytes(model, texts, part.attempt, start, stop, dim)
+            for start, stop in part.lines
+        )
+
+    def _download_path(self, part: Part, file_id: str) -> Path:
+        return self._data / f"{part.name}.{_UNSAFE.sub('_', file_id)}.jsonl"
+
+    # --- steps ------------------------------------------------------------------------------
+
+    def _record(self, part: Part, batch: BatchObject) -> None:
+        part.batch_id = batch.id
+        part.status = batch.status
+        part.request_counts = dict(batch.request_counts)
+        part.output_file_id = batch.output_file_id
+        part.error_file_id = batch.error_file_id
+        errors = batch.raw.get("errors")
+        data = errors.get("data") if isinstance(errors, dict) else None
+        part.errors = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+
+    def _find_batch(self, part: Part) -> Step[BatchObject | None]:
+        """A batch over ``part``'s file that was created but not recorded (crash)."""
+        after: str | None = None
+        for _ in range(_LIST_PAGES):
+            page: list[BatchObject] = yield Call(
+                "batches", "list", kwargs={"limit": _LIST_PAGE, "after": after}
+            )
+            for batch in page:
+                if batch.input_file_id == part.file_id:
+                    return batch
+            if len(page) < _LIST_PAGE:
+                return None
+            after = page[-1].id
+        return None
+
+    def submit_step(self) -> Step[None]:
+        """Upload and create every part not created yet, saving after each answer."""
+        state = self._state
+        for part in state.parts:
+            if part.batch_id is not None or part.done:
+                continue
+            if part.file_id is None:
+                uploaded = yield Call(
+                    "files",
+                    "upload",
+                    (self._part_bytes(part),),
+                    {"filename": f"{state.job_id}-{part.name}.jsonl", "purpose": "batch"},
+                )
+                part.file_id = uploaded.id
+                self._save()
+            if part.create_started:
+                found = yield from self._find_batch(part)
+                if found is not None:
+                    self._record(part, found)
+                    self._save()
+                    continue
+            part.create_started = True
+            self._save()
+            name = state.metadata.get("ds_name") or f"dashscope-embeddings-{state.job_id}"
+            created = yield Call(
+                "batches",
+                "create",
+                (part.file_id,),
+                {
+                    "completion_window": state.completion_window,
+                    "metadata": {**state.metadata, "ds_name": f"{name}/{part.name}"},
+                },
+            )
+            self._record(part, created)
+            self._save()
+
+    def poll_step(self) -> Step[JobStatus]:
+        """Finish any interrupted submission, then ask for every unfinished batch."""
+        yield from self.submit_step()
+        for part in self._state.parts:
+            if part.batch_id is None or part.done:
+                continue
+            try:
+                batch = yield Call("batches", "retrieve", (part.batch_id,))
+            except NotFoundError as exc:
+                raise BatchStateError(
+                    f"batch {part.batch_id} ({part.name} of {self._path}) is unknown to the "
+                    "service: resume with a client for the region / base URL that submitted "
+                    f"it ({exc})"
+                ) from exc
+            self._record(part, batch)
+            self._save()
+        return self.snapshot()
+
+    def download_step(self) -> Step[None]:
+        """Save the output and error files of every finished part not saved yet."""
+        for part in self._state.parts:
+            if not part.done:
+                continue
+            for file_id in (part.output_file_id, part.error_file_id):
+                if file_id is None:
+                    continue
+                path = self._download_path(part, file_id)
+                if not path.exists():
+                    content = yield Call("files", "content", (file_id,))
+                    write_atomic(path, content)
+            if not part.downloaded:
+                part.downloaded = True
+                self._save()
+
+    def wait_step(
+        self,
+        poll_interval: float | None,
+        timeout: float | None,
+        progress: Callable[[JobStatus], object] | None,
+    ) -> Step[JobStatus]:
+        """Poll until every batch is final, downloading each part as it finishes."""
+        if poll_interval is not None and poll_interval < 0:
+            raise ValueError("poll_interval must be >= 0 (seconds)")
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = FIRST_POLL_S if poll_interval is None else poll_interval
+        while True:
+            status = yield from self.poll_step()
+            yield from self.download_step()
+            if progress is not None:
+                progress(status)
+            if status.done:
+                return status
+            pause = delay
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise WaitTimeoutError(
+                        f"the batch job is not finished after {timeout} s: {status}; it goes "
+                        f"on at the service (resume it from {self._path})",
+                        status,
+                    )
+                pause = min(delay, remaining)
+            yield Call("sleep", args=(pause,))
+            if poll_interval is None:
+                delay = min(delay * _POLL_GROWTH, MAX_POLL_S)
+
+    def cancel_step(self) -> Step[JobStatus]:
+        """Cancel every unfinished batch; parts not created yet are never created."""
+        for part in self._state.parts:
+            if part.done:
+                continue
+            if part.batch_id is None and part.create_started and part.file_id is not None:
+                found = yield from self._find_batch(part)
+                if found is not None:
+                    self._record(part, found)
+            if part.batch_id is None:
+                part.status = "cancelled"
+                self._save()
+                continue
+            if part.done:
+                self._save()
+                continue
+            try:
+                batch = yield Call("batches", "cancel", (part.batch_id,))
+            except BadRequestError:  # it reached a final status meanwhile
+                batch = yield Call("batches", "retrieve", (part.batch_id,))
+            self._record(part, batch)
+            self._save()
+        return self.snapshot()
+
+    def results_step(self) -> Step[BatchResults]:
+        """Poll once, download what finished, and join everything back to the inputs."""
+        yield from self.poll_step()
+        yield from self.download_step()
+        return self.collect()
+
+    def resubmit_step(self) -> Step[int]:
+        """Send the failed inputs of finished batches again, as new parts."""
+        results = yield from self.results_step()
+        failed = [f.index for f in results.failed]
+        if not failed:
+            return 0
+        texts, _ = self._load_inputs()
+        state = self._state
+        attempt = max(p.attempt for p in state.parts) + 1
+        lines = _plan.plan_lines(_plan.ranges_of(failed), state.texts_per_line)
+        new_parts = _make_parts(
+            state.model,
+            state.dimension,
+            texts,
+            lines,
+            attempt,
+            len(state.parts),
+            state.max_lines_per_file,
+            state.max_file_bytes,
+        )
+        failed_set = set(failed)
+        for part in state.parts:
+            if part.done and any(
+                i in failed_set for start, stop in part.lines for i in range(start, stop)
+            ):
+                part.resubmitted = True
+        state.parts.extend(new_parts)
+        self._save()  # the new parts exist before anything of them is sent
+        yield from self.submit_step()
+        return len(failed)
+
+    # --- pure -------------------------------------------------------------------------------
+
+    def snapshot(self) -> JobStatus:
+        """The job's status as last recorded (no request)."""
+        return JobStatus(tuple(_part_status(p) for p in self._state.parts))
+
+    def collect(self) -> BatchResults:
+        """Join the downloaded files back to the inputs (no request)."""
+        texts, ids = self._load_inputs()
+
+        def read(part: Part) -> list[tuple[str, bytes]]:
+            files = []
+            for kind, file_id in (("output", part.output_file_id), ("error", part.error_file_id)):
+                if file_id is not None:
+                    files.append((kind, self._download_path(part, file_id).read_bytes()))
+            return files
+
+        return collect(self._state, self._spec, texts, ids, read)
+
+
+def _make_parts(
+    model: str,
+    dimension: int | None,
+    texts: Sequence[str],
+    lines: list[tuple[int, int]],
+    attempt: int,
+    first_number: int,
+    max_lines: int,
+    max_bytes: int,
+) -> list[Part]:
+    sizes = [len(_plan.line_bytes(model, texts, attempt, s, e, dimension)) for s, e in lines]
+    files = _plan.split_files(sizes, max_lines=max_lines, max_bytes=max_bytes)
+    return [
+        Part(name=f"part-{first_number + k:04d}", attempt=attempt, lines=lines[a:b])
+        for k, (a, b) in enumerate(files)
+    ]
+
+
+def load(state_path: str | Path) -> tuple[JobState, Path]:
+    """A saved job's state.
+
+    Raises:
+        BatchStateError: If there is none at ``state_path``, or it is damaged.
+    """
+    path = Path(state_path)
+    return JobState.load(path), path
