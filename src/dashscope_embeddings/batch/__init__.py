@@ -38,7 +38,6 @@ Not covered: text-embedding-async-v1 / v2 (the native asynchronous task, which r
 from a public URL rather than an uploaded file).
 """
 
-from dashscope_embeddings.batch._core import JobStatus, PartStatus, WaitTimeoutError
 from dashscope_embeddings.batch._job import AsyncBatchJob, BatchJob
 from dashscope_embeddings.batch._plan import (
     DEFAULT_MAX_FILE_BYTES,
@@ -47,6 +46,7 @@ from dashscope_embeddings.batch._plan import (
 )
 from dashscope_embeddings.batch._results import BatchFailure, BatchResults, IncompleteBatchError
 from dashscope_embeddings.batch._state import BatchStateError
+from dashscope_embeddings.batch._status import JobStatus, PartStatus, WaitTimeoutError
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",

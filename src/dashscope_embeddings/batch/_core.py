@@ -1,20 +1,18 @@
 """What a batch job does, written once for both I/O flavours.
 
-Every step that talks to the service is a generator that yields :class:`Call` objects (a
-method of ``client.files`` / ``client.batches``, or a pause) and receives their results; the
-sync and async jobs only differ in how they run a call (:func:`run_sync`, :func:`run_async`).
-State is saved after every answer that changes it, before the next request goes out.
+Every step that talks to the service is a generator that yields :class:`~._run.Call` objects
+(a method of ``client.files`` / ``client.batches``, or a pause) and receives their results;
+the sync and async jobs only differ in how they run a call (:mod:`._run`). State is saved
+after every answer that changes it, before the next request goes out.
 """
 
 from __future__ import annotations
 
-import asyncio
 import re
 import time
 import typing
 import uuid
-from collections.abc import Callable, Generator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 from dashscope_embeddings._errors import BadRequestError, InvalidInputError, NotFoundError
@@ -22,6 +20,7 @@ from dashscope_embeddings._registry import ModelSpec, get_model_spec
 from dashscope_embeddings._tokens import TokenCounter
 from dashscope_embeddings.batch import _plan
 from dashscope_embeddings.batch._results import BatchResults, collect
+from dashscope_embeddings.batch._run import Call, Step
 from dashscope_embeddings.batch._state import (
     BatchStateError,
     JobState,
@@ -29,13 +28,11 @@ from dashscope_embeddings.batch._state import (
     data_dir,
     write_atomic,
 )
+from dashscope_embeddings.batch._status import JobStatus, WaitTimeoutError, part_status
 from dashscope_embeddings.resources.batches import BatchObject
 from dashscope_embeddings.resources.text import materialize
 
-__all__ = ["Call", "JobCore", "JobStatus", "PartStatus", "Step", "WaitTimeoutError"]
-
-T = typing.TypeVar("T")
-Step = Generator["Call", typing.Any, T]
+__all__ = ["JobCore", "load"]
 
 FIRST_POLL_S = 1.0
 MAX_POLL_S = 30.0
@@ -43,165 +40,6 @@ _POLL_GROWTH = 1.5
 _LIST_PAGE = 100
 _LIST_PAGES = 10  # look for an unrecorded batch among the newest 1,000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-class WaitTimeoutError(TimeoutError):
-    """``wait(timeout=...)`` ran out; the job goes on, and ``status`` is where it stood."""
-
-    def __init__(self, message: str, status: JobStatus) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-@dataclass(frozen=True)
-class Call:
-    """One request for the runner.
-
-    ``client.<namespace>.<method>(*args, **kwargs)``, or a pause of ``args[0]`` seconds when
-    ``namespace`` is ``"sleep"``.
-    """
-
-    namespace: str
-    method: str = ""
-    args: tuple[typing.Any, ...] = ()
-    kwargs: Mapping[str, typing.Any] = field(default_factory=dict)
-
-
-def run_sync(client: typing.Any, step: Step[T]) -> T:
-    """Run ``step`` with a sync client; a call's exception is raised inside the step."""
-    value: typing.Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            call = step.throw(error) if error is not None else step.send(value)
-        except StopIteration as stop:
-            return typing.cast(T, stop.value)
-        value, error = None, None
-        try:
-            if call.namespace == "sleep":
-                time.sleep(call.args[0])
-            else:
-                method = getattr(getattr(client, call.namespace), call.method)
-                value = method(*call.args, **call.kwargs)
-        except Exception as exc:
-            error = exc
-
-
-async def run_async(client: typing.Any, step: Step[T]) -> T:
-    """Run ``step`` with an async client; see :func:`run_sync`."""
-    value: typing.Any = None
-    error: Exception | None = None
-    while True:
-        try:
-            call = step.throw(error) if error is not None else step.send(value)
-        except StopIteration as stop:
-            return typing.cast(T, stop.value)
-        value, error = None, None
-        try:
-            if call.namespace == "sleep":
-                await asyncio.sleep(call.args[0])
-            else:
-                method = getattr(getattr(client, call.namespace), call.method)
-                value = await method(*call.args, **call.kwargs)
-        except Exception as exc:
-            error = exc
-
-
-@dataclass(frozen=True)
-class PartStatus:
-    """One batch of a job.
-
-    Attributes:
-        name: The part (``part-0000``, ...).
-        attempt: 0 for the first submission, ``n`` for the ``n``-th resubmission.
-        batch_id: The service's batch id, once created.
-        status: The service's status, or ``submitting`` before the batch exists.
-        lines: Lines in its input file.
-        texts: Inputs those lines carry.
-        completed: Lines done, as last reported.
-        failed: Lines failed, as last reported.
-        resubmitted: Its failed inputs were sent again in later batches.
-    """
-
-    name: str
-    attempt: int
-    batch_id: str | None
-    status: str
-    lines: int
-    texts: int
-    completed: int
-    failed: int
-    resubmitted: bool = False
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    """Where a job stands: every part's batch, and totals.
-
-    >>> status = job.status()  # doctest: +SKIP
-    >>> status.done, status.finished_lines, status.lines  # doctest: +SKIP
-    >>> print(status)  # '2 batches: 1 completed, 1 in_progress; 830/1,000 lines done, 3 failed'
-    """
-
-    parts: tuple[PartStatus, ...]
-
-    @property
-    def done(self) -> bool:
-        """Whether every batch reached a final status."""
-        return all(p.status in ("completed", "failed", "expired", "cancelled") for p in self.parts)
-
-    @property
-    def lines(self) -> int:
-        """Lines in all parts; a resubmitted line counts once, in its last batch."""
-        return sum(p.lines - (p.failed if p.resubmitted else 0) for p in self.parts)
-
-    @property
-    def completed_lines(self) -> int:
-        """Lines that succeeded, as last reported."""
-        return sum(p.completed for p in self.parts)
-
-    @property
-    def failed_lines(self) -> int:
-        """Lines that failed, as last reported, and were not resubmitted."""
-        return sum(p.failed for p in self.parts if not p.resubmitted)
-
-    @property
-    def finished_lines(self) -> int:
-        """Lines done either way (a resubmitted line counts once, by its last outcome)."""
-        return sum(p.completed + (0 if p.resubmitted else p.failed) for p in self.parts)
-
-    @property
-    def statuses(self) -> dict[str, int]:
-        """How many batches are in each status."""
-        counts: dict[str, int] = {}
-        for part in self.parts:
-            counts[part.status] = counts.get(part.status, 0) + 1
-        return counts
-
-    def __str__(self) -> str:
-        by_status = ", ".join(f"{n} {s}" for s, n in self.statuses.items())
-        return (
-            f"{len(self.parts)} batch{'es' if len(self.parts) != 1 else ''}: {by_status}; "
-            f"{self.finished_lines:,}/{self.lines:,} lines done, {self.failed_lines:,} failed"
-        )
-
-
-def _part_status(part: Part) -> PartStatus:
-    counts = part.request_counts
-    completed, failed = counts.get("completed", 0), counts.get("failed", 0)
-    if part.done and completed + failed < len(part.lines):
-        failed = len(part.lines) - completed  # a failed batch, or cancelled before creation
-    return PartStatus(
-        name=part.name,
-        attempt=part.attempt,
-        batch_id=part.batch_id,
-        status=part.status or "submitting",
-        lines=len(part.lines),
-        texts=part.texts,
-        completed=completed,
-        failed=failed,
-        resubmitted=part.resubmitted,
-    )
 
 
 class JobCore:
@@ -531,7 +369,7 @@ class JobCore:
 
     def snapshot(self) -> JobStatus:
         """The job's status as last recorded (no request)."""
-        return JobStatus(tuple(_part_status(p) for p in self._state.parts))
+        return JobStatus(tuple(part_status(p) for p in self._state.parts))
 
     def collect(self) -> BatchResults:
         """Join the downloaded files back to the inputs (no request)."""

@@ -8,10 +8,12 @@ from pathlib import Path
 from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
 from dashscope_embeddings._registry import ModelSpec
 from dashscope_embeddings._tokens import TokenCounter
-from dashscope_embeddings.batch._core import JobCore, JobStatus, load, run_async, run_sync
+from dashscope_embeddings.batch._core import JobCore, load
 from dashscope_embeddings.batch._plan import DEFAULT_MAX_FILE_BYTES, DEFAULT_MAX_LINES_PER_FILE
 from dashscope_embeddings.batch._results import BatchResults
+from dashscope_embeddings.batch._run import run_async, run_sync
 from dashscope_embeddings.batch._state import JobState
+from dashscope_embeddings.batch._status import JobStatus
 
 __all__ = ["AsyncBatchJob", "BatchJob"]
 
