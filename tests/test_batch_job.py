@@ -454,3 +454,13 @@ def test_cookbook_bulk_load_runs_against_the_emulator() -> None:
     assert "the bundled emulator" in out and "Loaded 5,000 vectors of 256 dimensions" in out
     hits = [line.split() for line in out.splitlines() if line.startswith("  0.")]
     assert len(hits) == 3 and all("Waterproof boots for hikers" in " ".join(h) for h in hits)
+
+
+def test_a_batch_the_service_does_not_know_is_a_clear_state_error(
+    emu: Emulator, client: DashScopeClient, tmp_path: Path
+) -> None:
+    emu.batch.configure(delay_s=100.0)
+    job = BatchJob.submit(corpus(3), model=MODEL, state_path=tmp_path / "s.json", client=client)
+    emu.batch.reset()  # as if resumed against another region's host
+    with pytest.raises(BatchStateError, match="is unknown to the service: resume with a client"):
+        job.status()

@@ -24,6 +24,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
 from dashscope_embeddings import DashScopeClient, estimate_tokens, list_models
+from dashscope_embeddings.batch import BatchJob
 from dashscope_embeddings.cli import main
 from dashscope_embeddings.emulator import Emulator
 
@@ -420,3 +421,127 @@ def test_emulator_command_prints_a_base_url_that_answers() -> None:
         child.terminate()
         child.communicate(timeout=10)
     assert child.returncode == 0
+
+
+def test_a_state_from_another_run_is_refused(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "c.txt"
+    write_input(source, texts_of(5), [])
+    with DashScopeClient(TEST_KEY, base_url=emu.url) as client:
+        BatchJob.submit(texts_of(6), model=MODEL, state_path=tmp_path / "job.json", client=client)
+    uploads = emu.batch.counters.uploads
+    code = main(
+        [
+            "embed",
+            str(source),
+            "-m",
+            MODEL,
+            "-o",
+            str(tmp_path / "o.npy"),
+            "--batch-api",
+            "--state",
+            str(tmp_path / "job.json"),
+        ]
+    )
+    assert code == 2
+    assert "holds a batch job for other inputs or settings" in one_line_error(capsys)
+    assert emu.batch.counters.uploads == uploads
+
+    (tmp_path / "run.json").write_text(json.dumps({"kind": "something else"}))
+    code = main(
+        [
+            "embed",
+            str(source),
+            "-m",
+            MODEL,
+            "-o",
+            str(tmp_path / "o.npy"),
+            "--state",
+            str(tmp_path / "run.json"),
+        ]
+    )
+    assert code == 2
+    assert "is not the state of a real-time run" in one_line_error(capsys)
+    assert (
+        main(
+            [
+                "embed",
+                str(source),
+                "-m",
+                MODEL,
+                "-o",
+                str(tmp_path / "o.npy"),
+                "--state",
+                str(tmp_path / "new.json"),
+                "--chunk-size",
+                "2",
+            ]
+        )
+        == 0
+    )
+    capsys.readouterr()
+    (tmp_path / "new.json").write_text(
+        json.dumps(
+            {
+                "kind": "dashscope-embeddings real-time run",
+                "version": 1,
+                "fingerprint": "0" * 64,
+                "model": MODEL,
+                "dimension": None,
+                "text_type": "document",
+                "chunk_size": 2,
+                "count": 5,
+                "chunks": {},
+            }
+        )
+    )
+    code = main(
+        [
+            "embed",
+            str(source),
+            "-m",
+            MODEL,
+            "-o",
+            str(tmp_path / "o.npy"),
+            "--state",
+            str(tmp_path / "new.json"),
+            "--chunk-size",
+            "2",
+        ]
+    )
+    assert code == 2
+    assert "belongs to a run with other inputs" in one_line_error(capsys)
+
+
+def test_batch_failures_exit_1_keep_the_state_and_a_rerun_resubmits_them(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = texts_of(12)  # two lines: t0-0-5 and t0-6-11
+    source, out = tmp_path / "c.txt", tmp_path / "o.npy"
+    write_input(source, texts, [])
+    emu.batch.fail_lines(custom_ids=["t0-0-5"], status=500, code="InternalError")
+    args = [
+        "embed",
+        str(source),
+        "-m",
+        MODEL,
+        "-o",
+        str(out),
+        "--dimension",
+        str(DIM),
+        "--batch-api",
+        "--poll-interval",
+        "0",
+    ]
+    assert main([*args, "--resubmit", "0"]) == 1
+    err = capsys.readouterr().err
+    assert "line 1 of c.txt: input 0 (id '0'): HTTP 500 InternalError" in err
+    assert "6 of 12 inputs failed" in err and "Run the same command again" in err
+    assert not out.exists() and (tmp_path / "o.npy.batch.json").exists()
+
+    assert main(args) == 0
+    np.testing.assert_array_equal(np.load(out), expected(emu, texts, protocol="compatible"))
+    counters = emu.batch.counters
+    assert (counters.uploads, counters.batches_created, counters.lines_billed) == (2, 2, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "o.npy"]

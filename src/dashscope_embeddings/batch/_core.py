@@ -177,7 +177,9 @@ class JobCore:
 
     # --- steps ------------------------------------------------------------------------------
 
-    def _record(self, part: Part, batch: BatchObject) -> None:
+    def _record(self, part: Part, batch: BatchObject) -> bool:
+        """Take ``batch``'s answer into ``part``; whether anything changed."""
+        before = part.to_json()
         part.batch_id = batch.id
         part.status = batch.status
         part.request_counts = dict(batch.request_counts)
@@ -186,6 +188,7 @@ class JobCore:
         errors = batch.raw.get("errors")
         data = errors.get("data") if isinstance(errors, dict) else None
         part.errors = [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+        return part.to_json() != before
 
     def _find_batch(self, part: Part) -> Step[BatchObject | None]:
         """A batch over ``part``'s file that was created but not recorded (crash)."""
@@ -241,6 +244,7 @@ class JobCore:
     def poll_step(self) -> Step[JobStatus]:
         """Finish any interrupted submission, then ask for every unfinished batch."""
         yield from self.submit_step()
+        changed = False
         for part in self._state.parts:
             if part.batch_id is None or part.done:
                 continue
@@ -252,7 +256,8 @@ class JobCore:
                     "service: resume with a client for the region / base URL that submitted "
                     f"it ({exc})"
                 ) from exc
-            self._record(part, batch)
+            changed = self._record(part, batch) or changed
+        if changed:  # a status is not needed to resume (it is asked again): save once
             self._save()
         return self.snapshot()
 

@@ -165,7 +165,7 @@ class JobState:
 
     def save(self, path: Path) -> None:
         """Write the state atomically."""
-        data = json.dumps(self.to_json(), ensure_ascii=False, indent=1).encode()
+        data = json.dumps(self.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
         write_atomic(path, data + b"\n")
 
     @classmethod
