@@ -40,7 +40,12 @@ from dashscope_embeddings._fanout import (
     run_call_async,
     run_call_sync,
 )
-from dashscope_embeddings._limiter import AsyncLimiter, SyncLimiter
+from dashscope_embeddings._limiter import (
+    AsyncLimiter,
+    ConcurrencyController,
+    RateWindow,
+    SyncLimiter,
+)
 from dashscope_embeddings._namespaces import (
     AsyncBatches,
     AsyncFiles,
@@ -91,6 +96,21 @@ _DEFAULT_MODEL = "text-embedding-v4"
 _DEFAULT_MULTIMODAL_MODEL = "tongyi-embedding-vision-plus"
 
 
+def _call_budget(max_retries: int, in_flight: int, jobs: int) -> RetryBudget:
+    """A call's retries: ``max_retries``, plus one per other request sent alongside.
+
+    Requests sent together may each need a retry before any succeeds. None at all when
+    ``max_retries`` is 0; exactly ``max_retries`` for a call of one request.
+    """
+    extra = max(0, min(in_flight, jobs) - 1)
+    return RetryBudget(max_retries + extra if max_retries > 0 else 0)
+
+
+def _pacing_changed(old: ClientSettings, new: ClientSettings) -> bool:
+    names = ("max_concurrency", "adaptive_concurrency", "rpm", "tpm")
+    return any(getattr(old, n) != getattr(new, n) for n in names)
+
+
 def _secret(api_key: str | SecretStr | None) -> SecretStr | None:
     if api_key is None or isinstance(api_key, SecretStr):
         return api_key
@@ -119,6 +139,23 @@ class _ClientBase:
         )
         self._usage = UsageTracker()
         self._closed = False
+        self._controller, self._rates = self._pacing()
+
+    def _pacing(
+        self,
+    ) -> tuple[ConcurrencyController, tuple[RateWindow | None, RateWindow | None]]:
+        settings = self.settings
+        controller = ConcurrencyController(
+            settings.max_concurrency, adaptive=settings.adaptive_concurrency
+        )
+        rpm = RateWindow(settings.rpm) if settings.rpm is not None else None
+        tpm = RateWindow(settings.tpm) if settings.tpm is not None else None
+        return controller, (rpm, tpm)
+
+    @property
+    def concurrency_limit(self) -> int:
+        """Requests allowed in flight right now (adapted to throttling; see ``_limiter``)."""
+        return self._controller.limit
 
     def __repr__(self) -> str:
         endpoints = getattr(self, "endpoints", None)
@@ -307,7 +344,7 @@ class DashScopeClient(_ClientBase):
         self._http = http_client or httpx.Client(
             timeout=httpx.Timeout(None), limits=_http_limits(self.max_concurrency)
         )
-        self._limiter = SyncLimiter(self.max_concurrency)
+        self._limiter = SyncLimiter(self._controller)
         self._transport = SyncTransport(
             http=self._http,
             limiter=self._limiter,
@@ -316,6 +353,7 @@ class DashScopeClient(_ClientBase):
             settings=self.settings,
             usage=self._usage,
             use_client_timeout=use_client_timeout,
+            rates=self._rates,
         )
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
@@ -362,8 +400,9 @@ class DashScopeClient(_ClientBase):
             clone.endpoints, allow_insecure_http=clone.settings.allow_insecure_http
         )
         clone._owns_http = False
-        if clone.settings.max_concurrency != self.settings.max_concurrency:
-            clone._limiter = SyncLimiter(clone.settings.max_concurrency)
+        if _pacing_changed(self.settings, clone.settings):
+            clone._controller, clone._rates = clone._pacing()
+            clone._limiter = SyncLimiter(clone._controller)
             clone._pool = None
             clone._pool_lock = threading.Lock()
         clone._transport = SyncTransport(
@@ -375,6 +414,7 @@ class DashScopeClient(_ClientBase):
             usage=self._usage,
             use_client_timeout=self._transport._use_client_timeout
             and not clone.settings.timeout_given(),
+            rates=clone._rates,
         )
         return clone
 
@@ -515,7 +555,9 @@ class DashScopeClient(_ClientBase):
         """Send a planned call's requests side by side (see ``_fanout``)."""
         if not plan.jobs:
             return CallOutcome()
-        budget = RetryBudget(self._transport.max_retries(options))
+        budget = _call_budget(
+            self._transport.max_retries(options), self._controller.limit, len(plan.jobs)
+        )
         send = self._transport.send
 
         def job(item: Job, cancel: threading.Event) -> UnitOutput:
@@ -654,6 +696,7 @@ class AsyncDashScopeClient(_ClientBase):
             settings=self.settings,
             usage=self._usage,
             use_client_timeout=use_client_timeout,
+            rates=self._rates,
         )
 
     def with_options(self, **changes: Unpack[ClientOptions]) -> AsyncDashScopeClient:
@@ -669,13 +712,14 @@ class AsyncDashScopeClient(_ClientBase):
         check_transport_security(
             clone.endpoints, allow_insecure_http=clone.settings.allow_insecure_http
         )
+        clone._owns_states = False
+        if _pacing_changed(self.settings, clone.settings):
+            clone._controller, clone._rates = clone._pacing()
+            clone._states = weakref.WeakKeyDictionary()
+            clone._owns_states = True
         clone._transport = clone._make_transport(
             self._transport._use_client_timeout and not clone.settings.timeout_given()
         )
-        clone._owns_states = False
-        if clone.settings.max_concurrency != self.settings.max_concurrency:
-            clone._states = weakref.WeakKeyDictionary()
-            clone._owns_states = True
         return clone
 
     async def _state(self) -> _LoopState:
@@ -683,7 +727,7 @@ class AsyncDashScopeClient(_ClientBase):
         loop = asyncio.get_running_loop()
         state = self._states.get(loop)
         if state is None:
-            limiter = AsyncLimiter(self.max_concurrency)
+            limiter = AsyncLimiter(self._controller)
             if self._injected is not None:
                 state = self._states[loop] = _LoopState(self._injected, limiter, None)
             else:
@@ -799,7 +843,9 @@ class AsyncDashScopeClient(_ClientBase):
         if not plan.jobs:
             return CallOutcome()
         state = await self._state()
-        budget = RetryBudget(self._transport.max_retries(options))
+        budget = _call_budget(
+            self._transport.max_retries(options), self._controller.limit, len(plan.jobs)
+        )
 
         async def job(item: Job) -> UnitOutput:
             return await self._transport.send(

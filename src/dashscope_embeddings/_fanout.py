@@ -16,9 +16,9 @@ What happens when a request fails for good (its retries spent):
   before their next attempt or backoff wait — and that error is raised, carrying what the
   finished requests returned. The same happens on ``KeyboardInterrupt`` or task cancellation.
 
-Retries draw on a budget shared by the call (:class:`RetryBudget`): ``max_retries`` to start
-with, one more for every request that succeeds. A flaky minute in a long job is absorbed; a
-dead service fails after ``max_retries`` retries, as fast as a single request would.
+Retries draw on a budget shared by the call (:class:`RetryBudget`): ``max_retries`` plus one
+per other request in flight to start with, one more for every request that succeeds. A flaky
+minute in a long job is absorbed; a dead service fails after about a dozen retries.
 """
 
 from __future__ import annotations
@@ -111,7 +111,6 @@ class _CallState:
         """Record one finished job; return the jobs to send next."""
         if isinstance(result, UnitOutput):
             self.outcome.outputs.append(result)
-            self.budget.earn()
             return []
         if isinstance(result, CallCancelled) or self.outcome.fatal is not None:
             return []

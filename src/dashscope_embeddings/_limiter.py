@@ -1,8 +1,16 @@
-"""Bounds on how many requests are on the wire at once.
+"""How many requests are on the wire at once, and how many per minute.
 
-A limiter is held by the transport for one attempt only: a request sleeping in backoff holds
-no permit. One limiter per client (per event loop for the async client) is shared by all of
-the client's calls. The limit can be changed while permits are held.
+* :class:`ConcurrencyController` decides the limit. Adaptive by default: it starts at
+  :data:`START_CONCURRENCY` (or the ceiling, if lower), grows by one after a window of
+  successes, and backs off on throttling (429): by one when the throttle came right after a
+  step up (the service's bound was just found; the next probe waits eight times longer), by
+  30 % otherwise. Throttles of requests sent before the last change are ignored, so one burst
+  of 429s cuts once. It never goes above ``max_concurrency`` (the ceiling) or below one.
+* :class:`SyncLimiter` / :class:`AsyncLimiter` hold the permits. The transport holds one per
+  attempt only: a request sleeping in backoff holds no permit. One controller per client is
+  shared by all its calls (and all its event loops: the account's bound is one).
+* :class:`RateWindow` keeps optional client-side ``rpm`` / ``tpm`` budgets over a rolling
+  minute, applied before a request is sent (and before it takes a permit).
 """
 
 from __future__ import annotations
@@ -10,30 +18,83 @@ from __future__ import annotations
 import asyncio
 import collections
 import threading
+import time
 
-__all__ = ["AsyncLimiter", "SyncLimiter"]
+__all__ = [
+    "START_CONCURRENCY",
+    "AsyncLimiter",
+    "ConcurrencyController",
+    "RateWindow",
+    "SyncLimiter",
+]
+
+START_CONCURRENCY = 8
+_CUT = 0.7
+_PROBE_PATIENCE = 8  # windows of successes before probing above a limit that was throttled
+
+
+class ConcurrencyController:
+    """The current concurrency limit, adapted to throttling; thread-safe."""
+
+    def __init__(self, ceiling: int, *, adaptive: bool = True) -> None:
+        if ceiling < 1:
+            raise ValueError("ceiling must be >= 1")
+        self.ceiling = ceiling
+        self.adaptive = adaptive
+        self._limit = min(START_CONCURRENCY, ceiling) if adaptive else ceiling
+        self._successes = 0
+        self._patience = 1
+        self._changed_at = time.monotonic()
+        self._stepped_up = False
+        self._lock = threading.Lock()
+        self.throttles = 0
+
+    @property
+    def limit(self) -> int:
+        """Requests allowed in flight right now."""
+        return self._limit
+
+    def success(self) -> None:
+        """A request came back without throttling."""
+        if not self.adaptive:
+            return
+        with self._lock:
+            self._successes += 1
+            if self._successes >= self._limit * self._patience and self._limit < self.ceiling:
+                self._limit += 1
+                self._successes = 0
+                self._stepped_up = True
+                self._changed_at = time.monotonic()
+
+    def throttled(self, started: float) -> None:
+        """A request sent at ``started`` (monotonic seconds) was answered 429."""
+        with self._lock:
+            self.throttles += 1
+            if not self.adaptive or started < self._changed_at:
+                return
+            if self._stepped_up:  # just stepped over the bound: step back, probe rarely
+                self._limit = max(1, self._limit - 1)
+                self._patience = _PROBE_PATIENCE
+            else:
+                self._limit = max(1, int(self._limit * _CUT))
+                self._patience = 1
+            self._stepped_up = False
+            self._successes = 0
+            self._changed_at = time.monotonic()
 
 
 class SyncLimiter:
-    """At most ``limit`` holders at once, across threads; the limit can be changed live."""
+    """At most ``controller.limit`` holders at once, across threads."""
 
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        self._limit = limit
+    def __init__(self, controller: ConcurrencyController) -> None:
+        self.controller = controller
         self._in_use = 0
         self._cond = threading.Condition()
 
     @property
     def limit(self) -> int:
         """The current bound."""
-        return self._limit
-
-    @limit.setter
-    def limit(self, value: int) -> None:
-        with self._cond:
-            self._limit = max(1, value)
-            self._cond.notify_all()
+        return self.controller.limit
 
     @property
     def in_use(self) -> int:
@@ -42,35 +103,28 @@ class SyncLimiter:
 
     def __enter__(self) -> None:
         with self._cond:
-            while self._in_use >= self._limit:
+            while self._in_use >= self.controller.limit:
                 self._cond.wait()
             self._in_use += 1
 
     def __exit__(self, *exc_info: object) -> None:
         with self._cond:
             self._in_use -= 1
-            self._cond.notify()
+            self._cond.notify_all()  # the limit may have grown: wake everyone who fits
 
 
 class AsyncLimiter:
     """The asyncio twin of :class:`SyncLimiter`, for one event loop."""
 
-    def __init__(self, limit: int) -> None:
-        if limit < 1:
-            raise ValueError("limit must be >= 1")
-        self._limit = limit
+    def __init__(self, controller: ConcurrencyController) -> None:
+        self.controller = controller
         self._in_use = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
 
     @property
     def limit(self) -> int:
         """The current bound."""
-        return self._limit
-
-    @limit.setter
-    def limit(self, value: int) -> None:
-        self._limit = max(1, value)
-        self._wake()
+        return self.controller.limit
 
     @property
     def in_use(self) -> int:
@@ -78,14 +132,14 @@ class AsyncLimiter:
         return self._in_use
 
     def _wake(self) -> None:
-        while self._waiters and self._in_use < self._limit:
+        while self._waiters and self._in_use < self.controller.limit:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 waiter.set_result(None)
                 self._in_use += 1
 
     async def __aenter__(self) -> None:
-        if self._in_use < self._limit and not self._waiters:
+        if self._in_use < self.controller.limit and not self._waiters:
             self._in_use += 1
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -101,3 +155,40 @@ class AsyncLimiter:
     async def __aexit__(self, *exc_info: object) -> None:
         self._in_use -= 1
         self._wake()
+
+
+class RateWindow:
+    """A budget of ``per_minute`` units (requests or tokens) over any rolling 60 seconds."""
+
+    def __init__(self, per_minute: int, *, window_s: float = 60.0) -> None:
+        if per_minute < 1:
+            raise ValueError("per_minute must be >= 1")
+        self.per_minute = per_minute
+        self.window_s = window_s
+        self._spent: collections.deque[tuple[float, int]] = collections.deque()
+        self._total = 0
+        self._lock = threading.Lock()
+
+    def wait_time(self, units: int = 1, *, now: float | None = None) -> float:
+        """Seconds until ``units`` fit in the window (0: they fit now). Reserves nothing.
+
+        A request larger than the whole budget is let through when the window is empty.
+        """
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            while self._spent and self._spent[0][0] <= now - self.window_s:
+                self._total -= self._spent.popleft()[1]
+            if self._total + units <= self.per_minute or not self._spent:
+                return 0.0
+            freed = self._total + units - self.per_minute
+            for at, spent in self._spent:
+                freed -= spent
+                if freed <= 0:
+                    return max(0.001, at + self.window_s - now)
+            return self.window_s  # pragma: no cover - the loop always frees enough
+
+    def spend(self, units: int = 1, *, now: float | None = None) -> None:
+        """Record ``units`` as spent now."""
+        with self._lock:
+            self._spent.append((time.monotonic() if now is None else now, max(0, units)))
+            self._total += max(0, units)

@@ -114,7 +114,24 @@ class ClientSettings(BaseModel):
         default=DEFAULT_MAX_CONCURRENCY,
         ge=1,
         le=1024,
-        description="Requests in flight at once, shared by every call on the client.",
+        description="Most requests in flight at once, shared by every call on the client (a "
+        "ceiling: the adaptive limit starts at 8 and grows while the service keeps up).",
+    )
+    adaptive_concurrency: bool = Field(
+        default=True,
+        description="Adapt requests in flight to throttling (start at 8, grow on success, back "
+        "off on 429); `False` always uses `max_concurrency`.",
+    )
+    rpm: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="Client-side budget of requests per rolling minute, for a known quota "
+        "(several processes: give each its share).",
+    )
+    tpm: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        description="Client-side budget of (estimated) input tokens per rolling minute.",
     )
     allow_insecure_http: bool = Field(
         default=False,
@@ -173,6 +190,9 @@ class ClientOptions(typing.TypedDict, total=False):
     max_retries: int
     timeout: TimeoutTypes
     max_concurrency: int
+    adaptive_concurrency: bool
+    rpm: int | None
+    tpm: int | None
     allow_insecure_http: bool
     token_counter: TokenCounter | None
 

@@ -51,7 +51,7 @@ from dashscope_embeddings._errors import (
     ResponseValidationError,
     make_status_error,
 )
-from dashscope_embeddings._limiter import AsyncLimiter, SyncLimiter
+from dashscope_embeddings._limiter import AsyncLimiter, RateWindow, SyncLimiter
 from dashscope_embeddings._options import NOT_GIVEN, ClientSettings, NotGiven, RequestOptions
 from dashscope_embeddings._retry import (
     MAX_ATTEMPTS_PER_REQUEST,
@@ -97,6 +97,7 @@ class APIRequest:
         headers: Headers of this request only (e.g. ``X-DashScope-Async``).
         expect_json: Whether a successful answer must be JSON (``False`` for file downloads).
         max_response_bytes: Largest answer accepted.
+        tokens: Estimated input tokens, for a client-side ``tpm`` budget.
         idempotent: Whether sending it twice is harmless. A request that is not (creating a
             batch) is retried only when the service surely did not act on it: a 429, or a
             connection that failed before anything was sent.
@@ -111,6 +112,7 @@ class APIRequest:
     headers: Mapping[str, str] = field(default_factory=dict)
     expect_json: bool = True
     max_response_bytes: int = MAX_RESPONSE_BYTES
+    tokens: int = 0
     idempotent: bool = True
     label: str = ""
 
@@ -138,6 +140,14 @@ def _wait(cancel: threading.Event | None, delay: float) -> bool:
 
 
 _async_sleep = asyncio.sleep
+
+
+def _pace(cancel: threading.Event | None, delay: float) -> bool:
+    """Wait for a client-side rate budget; ``True`` if the call was cancelled meanwhile."""
+    if cancel is None:
+        time.sleep(delay)
+        return False
+    return cancel.wait(delay)
 
 
 class CallCancelled(Exception):
@@ -234,7 +244,10 @@ class BaseTransport:
         settings: ClientSettings,
         usage: UsageTracker,
         use_client_timeout: bool,
+        rates: tuple[RateWindow | None, RateWindow | None] = (None, None),
     ) -> None:
+        self.rates = rates
+        self._rate_lock = threading.Lock()
         self.auth = _BearerAuth(api_key)
         self.endpoints = endpoints
         self.settings = settings
@@ -401,6 +414,24 @@ class BaseTransport:
             f"{request.max_response_bytes:,} bytes ({size:,} read); refused"
         )
 
+    def rate_delay(self, request: APIRequest) -> float:
+        """Seconds to wait for the ``rpm`` / ``tpm`` budgets, 0 once both are reserved."""
+        rpm, tpm = self.rates
+        if rpm is None and tpm is None:
+            return 0.0
+        with self._rate_lock:
+            delay = max(
+                rpm.wait_time(1) if rpm is not None else 0.0,
+                tpm.wait_time(request.tokens) if tpm is not None else 0.0,
+            )
+            if delay:
+                return delay
+            if rpm is not None:
+                rpm.spend(1)
+            if tpm is not None:
+                tpm.spend(request.tokens)
+        return 0.0
+
     def record(self, usage: Usage | None) -> None:
         """The usage hook: add what one successful request billed to the running total."""
         if usage is not None:
@@ -456,19 +487,28 @@ class SyncTransport(BaseTransport):
         for attempt in range(MAX_ATTEMPTS_PER_REQUEST):
             if cancel is not None and cancel.is_set():
                 raise CallCancelled
+            while pause := self.rate_delay(request):
+                if _pace(cancel, pause):
+                    raise CallCancelled
             started = time.monotonic()
             error: APIError
             try:
                 with self.limiter:
+                    if cancel is not None and cancel.is_set():  # stopped while waiting
+                        raise CallCancelled
                     status, headers, content = self._attempt(request, options, deadline)
                 self.log_attempt(request, attempt, status, started)
                 result = parse(self.answer(request, status, headers, content))
+                self.limiter.controller.success()
+                budget.earn()
                 self.record(usage(result) if usage is not None else None)
                 return result
             except httpx.TransportError as exc:
                 error = self.transport_error(exc, request)
             except APIError as exc:
                 error = exc
+                if isinstance(exc, RateLimitError):
+                    self.limiter.controller.throttled(started)
             self.log_attempt(request, attempt, type(error).__name__, started)
             delay = self.retry_wait(attempt, error, budget, request)
             if delay is None:
@@ -520,6 +560,8 @@ class AsyncTransport(BaseTransport):
         budget = budget if budget is not None else RetryBudget(self.max_retries(options))
         deadline = self.deadline(options)
         for attempt in range(MAX_ATTEMPTS_PER_REQUEST):
+            while pause := self.rate_delay(request):
+                await _async_sleep(pause)
             started = time.monotonic()
             error: APIError
             try:
@@ -529,12 +571,16 @@ class AsyncTransport(BaseTransport):
                     )
                 self.log_attempt(request, attempt, status, started)
                 result = parse(self.answer(request, status, headers, content))
+                limiter.controller.success()
+                budget.earn()
                 self.record(usage(result) if usage is not None else None)
                 return result
             except httpx.TransportError as exc:
                 error = self.transport_error(exc, request)
             except APIError as exc:
                 error = exc
+                if isinstance(exc, RateLimitError):
+                    limiter.controller.throttled(started)
             self.log_attempt(request, attempt, type(error).__name__, started)
             delay = self.retry_wait(attempt, error, budget, request)
             if delay is None:

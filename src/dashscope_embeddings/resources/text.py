@@ -98,6 +98,7 @@ class TextCall:
     text_type: TextType | None
     instruct: str | None
     extra_body: Mapping[str, typing.Any] | None
+    count_tokens: TokenCounter | None
     units: list[str]
     refs: list[list[tuple[int, float]]]
     jobs: list[Job] = field(default_factory=list)
@@ -129,8 +130,13 @@ class TextCall:
                 instruct=self.instruct,
             )
         label = f"{self.spec.name} {len(chunk)} text{'s' if len(chunk) != 1 else ''}"
+        tokens = sum(map(self.count_tokens, chunk)) if self.count_tokens is not None else 0
         request = APIRequest(
-            "POST", url, content=dumps(merge_body(body, self.extra_body)), label=label
+            "POST",
+            url,
+            content=dumps(merge_body(body, self.extra_body)),
+            tokens=tokens,
+            label=label,
         )
         return Job(request, tuple(units))
 
@@ -417,6 +423,7 @@ def plan_text_call(
     token_counter: TokenCounter | None,
     extra_body: Mapping[str, typing.Any] | None = None,
     long_text: LongText = "error",
+    with_tokens: bool = False,
 ) -> TextCall:
     """Check everything, then cut the call into requests by the model's limits.
 
@@ -472,6 +479,7 @@ def plan_text_call(
         text_type=text_type,
         instruct=instruct,
         extra_body=extra_body,
+        count_tokens=count if with_tokens else None,
         units=units,
         refs=refs,
     )
