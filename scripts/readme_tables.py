@@ -1,7 +1,8 @@
 """Print README's generated tables, or write them into README.md, or check they are current.
 
-Two tables are generated: the model table (from the registry) and the options table (from the
-fields of the core client's settings and of both adapters), so neither can drift.
+Three tables are generated: the model table (from the registry), the options table (from the
+fields of the core client's settings and of both adapters) and the multimodal table (what each
+multimodal model accepts, from the registry), so none can drift.
 
 python scripts/readme_tables.py            # print both tables
 python scripts/readme_tables.py --write    # replace them in README.md
@@ -110,7 +111,67 @@ def options_table() -> str:
     return "\n".join(rows)
 
 
-TABLES = {"model-table": model_table, "options-table": options_table}
+# --- multimodal models (issue 11) --------------------------------------------------------
+
+_FUSION = {
+    "none": "no (one vector per input)",
+    "optional": "`Fused(...)`: its own request, `enable_fusion`",
+    "only": "always: each input is its own request",
+    "same_object": "`Fused(...)`: keys of one content object",
+}
+
+
+def _size(limit: int | None) -> str:
+    if limit is None:
+        return "—"
+    mb = 1024 * 1024
+    return f"{limit // mb} MB" if limit % mb == 0 else f"{limit:,} B"
+
+
+def multimodal_table() -> str:
+    """What each multimodal model accepts, from the registry and the endpoint module."""
+    from dashscope_embeddings.resources.multimodal import (
+        DEFAULT_MAX_IMAGE_BYTES,
+        image_formats,
+        video_formats,
+    )
+
+    rows = [
+        "| model | inputs | image formats (max size) | images / input | video URL formats "
+        "(max size) | items / request | tokens / text | fused vectors | dimensions "
+        "(default bold) | `fps` | `instruct` |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for spec in list_models("multimodal"):
+        kinds = ", ".join(k.replace("_", "-") for k in sorted(spec.modalities))
+        images = image_formats(spec)
+        image = "—"
+        if images is not None:
+            limit = _size(spec.max_image_bytes or DEFAULT_MAX_IMAGE_BYTES)
+            limit += "" if spec.max_image_bytes else ", undocumented"
+            image = f"{', '.join(sorted(images))} ({limit})"
+        if "multi_images" in spec.modalities:
+            per_input = str(spec.max_images_per_input or f"≤ {spec.max_batch_size}, shared")
+        else:
+            per_input = "1" if "image" in spec.modalities else "—"
+        videos = video_formats(spec)
+        video = "—"
+        if videos is not None:
+            video = f"{', '.join(sorted(videos))} ({_size(spec.max_video_bytes)})"
+        rows.append(
+            f"| `{spec.name}` | {kinds} | {image} | {per_input} | {video} "
+            f"| {spec.max_batch_size:,} | {spec.max_tokens_per_input:,} | {_FUSION[spec.fusion]} "
+            f"| {_dims(spec)} | {'yes' if 'video' in spec.modalities else '—'} "
+            f"| {'yes' if spec.supports_instruct else '—'} |"
+        )
+    return "\n".join(rows)
+
+
+TABLES = {
+    "model-table": model_table,
+    "options-table": options_table,
+    "multimodal-table": multimodal_table,
+}
 
 
 def main() -> int:

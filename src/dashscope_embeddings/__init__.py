@@ -29,6 +29,16 @@ from dashscope_embeddings._errors import (
     ResponseValidationError,
     ServerError,
 )
+from dashscope_embeddings._inputs import (
+    Audio,
+    Fused,
+    Image,
+    ImageSource,
+    MultiImages,
+    MultimodalInput,
+    Text,
+    Video,
+)
 from dashscope_embeddings._options import NOT_GIVEN, ClientOptions, ClientSettings, NotGiven
 from dashscope_embeddings._registry import MODELS, ModelSpec, get_model_spec, list_models
 from dashscope_embeddings._tokens import estimate_tokens
@@ -85,4 +95,13 @@ __all__ = [
     "estimate_tokens",
     "get_model_spec",
     "list_models",
+    # multimodal input kinds (a bare str is always text)
+    "Audio",
+    "Fused",
+    "Image",
+    "ImageSource",
+    "MultiImages",
+    "MultimodalInput",
+    "Text",
+    "Video",
 ]

@@ -29,11 +29,13 @@ from dashscope_embeddings._config import (
     resolve_api_key,
     resolve_endpoints,
 )
-from dashscope_embeddings._errors import ConfigurationError
+from dashscope_embeddings._errors import ConfigurationError, InvalidInputError
+from dashscope_embeddings._inputs import Text
 from dashscope_embeddings._options import ClientSettings
-from dashscope_embeddings._registry import ModelSpec, get_model_spec
-from dashscope_embeddings._types import EmbeddingResult, TextType, Usage
+from dashscope_embeddings._registry import ModelSpec, get_model_spec, list_models
+from dashscope_embeddings._types import EmbeddingResult, PartialResult, TextType, Usage
 from dashscope_embeddings._usage import UsageTracker
+from dashscope_embeddings.resources.multimodal import check_multimodal_options
 from dashscope_embeddings.resources.text import check_options
 
 __all__ = ["AdapterSettings"]
@@ -119,6 +121,8 @@ class AdapterSettings(ClientSettings):
 
     def _check(self) -> None:
         """Refuse bad settings now rather than at the first call (used at construction)."""
+        if self._spec().endpoint == "multimodal":
+            return self._check_media()
         spec = self._spec()
         doc_type, query_type = self._sides()
         if self.protocol == "compatible" and self._document_text_type() not in (None, "document"):
@@ -215,6 +219,8 @@ class AdapterSettings(ClientSettings):
     def _embed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
         if not texts:
             return []
+        if self._spec().endpoint == "multimodal":
+            return self._embed_media([Text(t) for t in texts], query=query)
         result: EmbeddingResult = self._sync_client().embed_texts(
             texts, on_error="raise", **self._call_kwargs(query)
         )
@@ -224,6 +230,8 @@ class AdapterSettings(ClientSettings):
     async def _aembed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
         if not texts:
             return []
+        if self._spec().endpoint == "multimodal":
+            return await self._aembed_media([Text(t) for t in texts], query=query)
         client = self._async_client()
         result = await client.embed_texts(texts, on_error="raise", **self._call_kwargs(query))
         self._runtime().usage.add(result.usage)
@@ -254,3 +262,84 @@ class AdapterSettings(ClientSettings):
             client, runtime.aclient, runtime.aclient_key = runtime.aclient, None, None
         if client is not None:
             await client.aclose()
+
+    # --- multimodal models (issue 11): text, images and video in one vector space ------------
+    # With a model of the multimodal endpoint, _embed / _aembed send texts there too, so text
+    # and image vectors can be compared. Image and video methods of the adapters come here.
+
+    def _check_media(self) -> None:
+        """Construction checks for a multimodal model (the text endpoint's do not apply)."""
+        spec = self._spec()
+        if self.protocol != "native":
+            raise ConfigurationError(
+                f"{spec.name} is a multimodal model, served only on the native endpoint; "
+                "leave protocol='native'"
+            )
+        check_multimodal_options(spec, dimension=self.dimension, fps=None, instruct=self.instruct)
+        resolve_api_key(self._secret())
+        check_transport_security(
+            resolve_endpoints(region=self.region, base_url=self.base_url, workspace=self.workspace),
+            allow_insecure_http=self.allow_insecure_http,
+        )
+
+    def _require_media(self, what: str) -> None:
+        spec = self._spec()
+        if spec.endpoint != "multimodal":
+            models = ", ".join(s.name for s in list_models("multimodal"))
+            raise InvalidInputError(
+                f"{what} need a multimodal model, and {spec.name} is a {spec.endpoint} model; "
+                f"use one of: {models}"
+            )
+
+    def _media_kwargs(self, query: bool, fps: float | None) -> dict[str, typing.Any]:
+        return {
+            "model": self._spec(),
+            "dimension": self.dimension,
+            "fps": fps,
+            "instruct": self.instruct if query else None,
+            "extra_body": self._extra_body(),
+        }
+
+    def _embed_media(
+        self,
+        inputs: Sequence[object],
+        *,
+        query: bool = False,
+        what: str = "images",
+        fps: float | None = None,
+    ) -> list[list[float]]:
+        """Embed multimodal inputs (``Image``, ``Video``, ``Text``...) with the current model."""
+        self._require_media(what)
+        if not inputs:
+            return []
+        result = self._sync_client().embed_multimodal(
+            inputs, on_error="raise", **self._media_kwargs(query, fps)
+        )
+        self._runtime().usage.add(result.usage)
+        return _whole(result)
+
+    async def _aembed_media(
+        self,
+        inputs: Sequence[object],
+        *,
+        query: bool = False,
+        what: str = "images",
+        fps: float | None = None,
+    ) -> list[list[float]]:
+        """Async :meth:`_embed_media`."""
+        self._require_media(what)
+        if not inputs:
+            return []
+        client = self._async_client()
+        result = await client.embed_multimodal(
+            inputs, on_error="raise", **self._media_kwargs(query, fps)
+        )
+        self._runtime().usage.add(result.usage)
+        return _whole(result)
+
+
+def _whole(result: EmbeddingResult | PartialResult) -> list[list[float]]:
+    """The vectors of a call made with ``on_error="raise"`` (never partial)."""
+    if not isinstance(result, EmbeddingResult):  # pragma: no cover - on_error="raise"
+        raise TypeError("expected a whole EmbeddingResult")
+    return result.embeddings

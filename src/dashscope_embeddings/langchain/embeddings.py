@@ -18,12 +18,13 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from dashscope_embeddings._adapter import AdapterSettings
+from dashscope_embeddings._inputs import Image
 
 __all__ = ["DashScopeEmbeddings"]
 
 
 class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
-    """DashScope (Alibaba Cloud Model Studio) text embedding models for LangChain.
+    """DashScope (Alibaba Cloud Model Studio) text and multimodal embedding models for LangChain.
 
     Documents are sent with ``text_type="document"``, queries with ``text_type="query"``
     (plus ``instruct`` when set). Inputs are split by the model's real per-request limit,
@@ -48,6 +49,17 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
 
             vectors = await embeddings.aembed_documents(["Returns are free."])
             query = await embeddings.aembed_query("How do I return an item?")
+
+    Images (multimodal models):
+        .. code-block:: python
+
+            mm = DashScopeEmbeddings(model="tongyi-embedding-vision-plus")
+            image_vectors = mm.embed_image(["photos/shoe.png", "https://example.com/a.jpg"])
+            query = mm.embed_query("a red running shoe")  # same vector space as the images
+
+        ``embed_image`` is what LangChain's Chroma (``add_images``,
+        ``similarity_search_by_image``) calls. With a multimodal model, ``embed_documents`` and
+        ``embed_query`` use the multimodal endpoint too, so texts and images compare.
 
     Cost:
         ``embeddings.usage`` holds the tokens and estimated price of all calls so far.
@@ -129,3 +141,21 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
     async def aembed_query(self, text: str) -> list[float]:
         """Embed a search query, asynchronously."""
         return (await self._aembed([text], query=True))[0]
+
+    def embed_image(self, uris: list[str]) -> list[list[float]]:
+        """Embed images with a multimodal model; one vector per image, in input order.
+
+        Args:
+            uris: Local paths, http(s) URLs (passed to the service, never fetched here) or
+                ``data:image/...;base64`` URIs. A local file is sent byte for byte as a data URI
+                after checking it is a regular file within the model's size limit.
+
+        Raises:
+            InvalidInputError: On a text model (the message names the multimodal models), or
+                for a bad image, naming its index and the limit, before anything is sent.
+        """
+        return self._embed_media([Image(uri) for uri in uris])
+
+    async def aembed_image(self, uris: list[str]) -> list[list[float]]:
+        """Embed images asynchronously; see :meth:`embed_image`."""
+        return await self._aembed_media([Image(uri) for uri in uris])

@@ -1,4 +1,4 @@
-"""``DashScopeEmbedding``: LlamaIndex's ``BaseEmbedding`` over the core client."""
+"""``DashScopeEmbedding``: LlamaIndex's ``MultiModalEmbedding`` over the core client."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ from collections.abc import Mapping
 from enum import Enum
 
 try:
-    from llama_index.core.base.embeddings.base import BaseEmbedding
     from llama_index.core.bridge.pydantic import ConfigDict, Field, SecretStr
+    from llama_index.core.embeddings import MultiModalEmbedding
+    from llama_index.core.schema import ImageType
 except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
     raise ImportError(
         "dashscope_embeddings.llama_index needs llama-index-core: "
@@ -16,6 +17,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
     ) from exc
 
 from dashscope_embeddings._adapter import AdapterSettings
+from dashscope_embeddings._inputs import Image, Video
 from dashscope_embeddings._types import TextType
 
 __all__ = [
@@ -53,12 +55,27 @@ class DashScopeBatchTextEmbeddingModels(str, Enum):
     TEXT_EMBEDDING_ASYNC_V2 = "text-embedding-async-v2"
 
 
-class DashScopeEmbedding(BaseEmbedding, AdapterSettings):
-    """DashScope (Alibaba Cloud Model Studio) text embeddings for LlamaIndex.
+class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
+    """DashScope (Alibaba Cloud Model Studio) text and multimodal embeddings for LlamaIndex.
 
     >>> from dashscope_embeddings.llama_index import DashScopeEmbedding
     >>> embed_model = DashScopeEmbedding(model_name="text-embedding-v4", dimension=1024)
     >>> vector = embed_model.get_query_embedding("How do I return an item?")  # doctest: +SKIP
+
+    With a multimodal model (``qwen3-vl-embedding``, ``tongyi-embedding-vision-plus``...),
+    texts, queries, images and videos share one vector space, so it works as both
+    ``embed_model`` and ``image_embed_model`` of a ``MultiModalVectorStoreIndex``:
+
+    >>> mm = DashScopeEmbedding(model_name="tongyi-embedding-vision-plus")  # doctest: +SKIP
+    >>> mm.get_image_embedding("photos/shoe.png")   # a path, URL, data URI or BytesIO
+    >>> mm.get_text_embedding("a red running shoe")  # the multimodal endpoint, same space
+    >>> mm.get_video_embedding("https://example.com/clip.mp4")
+
+    Images are what ``ImageNode.resolve_image()`` gives (a path string or a ``BytesIO``), an
+    http(s) URL (passed to the service, never fetched here) or a ``data:image/...`` URI; local
+    bytes go as base64 data URIs, checked against the model's size and format limits first.
+    Image and video methods on a text model raise ``InvalidInputError`` naming the multimodal
+    models. ``text_type`` does not apply to multimodal models (their endpoint has none).
 
     ``embed_batch_size`` only sets how many texts LlamaIndex hands over at once: requests never
     exceed the model's own limit (10 for v3/v4, 25 for v1/v2), and several are sent at a time.
@@ -153,3 +170,44 @@ class DashScopeEmbedding(BaseEmbedding, AdapterSettings):
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return await self._aembed(texts, query=False)
+
+    # --- images and video (multimodal models) ---------------------------------------------
+
+    def _get_image_embedding(self, img_file_path: ImageType) -> list[float]:
+        return self._embed_media([Image(img_file_path)])[0]
+
+    async def _aget_image_embedding(self, img_file_path: ImageType) -> list[float]:
+        return (await self._aembed_media([Image(img_file_path)]))[0]
+
+    def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[list[float]]:
+        return self._embed_media([Image(p) for p in img_file_paths])
+
+    async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[list[float]]:
+        return await self._aembed_media([Image(p) for p in img_file_paths])
+
+    def get_video_embedding(self, video_url: str, *, fps: float | None = None) -> list[float]:
+        """Embed a video, given as a public http(s) URL.
+
+        Args:
+            video_url: Where the service downloads the video from.
+            fps: Share of frames sampled, in [0, 1] (the service's default is 1.0).
+        """
+        return self.get_video_embeddings([video_url], fps=fps)[0]
+
+    def get_video_embeddings(
+        self, video_urls: list[str], *, fps: float | None = None
+    ) -> list[list[float]]:
+        """Embed videos given as public http(s) URLs, in input order."""
+        return self._embed_media([Video(u) for u in video_urls], what="videos", fps=fps)
+
+    async def aget_video_embedding(
+        self, video_url: str, *, fps: float | None = None
+    ) -> list[float]:
+        """Async :meth:`get_video_embedding`."""
+        return (await self.aget_video_embeddings([video_url], fps=fps))[0]
+
+    async def aget_video_embeddings(
+        self, video_urls: list[str], *, fps: float | None = None
+    ) -> list[list[float]]:
+        """Async :meth:`get_video_embeddings`."""
+        return await self._aembed_media([Video(u) for u in video_urls], what="videos", fps=fps)
