@@ -101,8 +101,9 @@ class ClientSettings(BaseModel):
         default=DEFAULT_MAX_RETRIES,
         ge=0,
         le=100,
-        description="Retries per request on 429, 5xx, transport errors and malformed answers; "
-        "never on other 4xx.",
+        description="Retry budget of a call on 429, 5xx, transport errors and malformed "
+        "answers (plus one per request in flight alongside and one per success; at most 10 "
+        "attempts per request); never on other 4xx. `0`: no retries.",
     )
     timeout: float | httpx.Timeout | None = Field(
         default=DEFAULT_TIMEOUT_S,
