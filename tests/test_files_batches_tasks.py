@@ -50,6 +50,7 @@ def test_a_batch_from_upload_to_joined_output(batch_emulator: Emulator) -> None:
         uploaded = client.files.upload(_jsonl(groups), filename="in.jsonl")
         assert uploaded.id and uploaded.filename == "in.jsonl" and uploaded.purpose == "batch"
         assert client.files.retrieve(uploaded.id).id == uploaded.id
+        assert uploaded.id in [f.id for f in client.files.list()]
         batch = client.batches.create(uploaded.id, metadata={"ds_name": "t"})
         assert batch.input_file_id == uploaded.id
         batch = client.batches.retrieve(batch.id)

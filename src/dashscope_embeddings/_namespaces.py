@@ -69,6 +69,10 @@ class Files:
             files.retrieve_request(self._owner.endpoints, file_id), files.parse_file
         )
 
+    def list(self) -> list[FileObject]:
+        """Every stored file."""
+        return self._owner._request(files.list_request(self._owner.endpoints), files.parse_file_list)
+
     def content(self, file_id: str) -> bytes:
         """A stored file's bytes (e.g. a batch's output file)."""
         return self._owner._request(
@@ -104,6 +108,12 @@ class AsyncFiles:
         """A stored file's metadata."""
         return await self._owner._request(
             files.retrieve_request(self._owner.endpoints, file_id), files.parse_file
+        )
+
+    async def list(self) -> list[FileObject]:
+        """Every stored file."""
+        return await self._owner._request(
+            files.list_request(self._owner.endpoints), files.parse_file_list
         )
 
     async def content(self, file_id: str) -> bytes:

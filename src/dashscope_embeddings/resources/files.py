@@ -19,6 +19,8 @@ __all__ = [
     "FileObject",
     "content_request",
     "delete_request",
+    "list_request",
+    "parse_file_list",
     "parse_file",
     "parse_content",
     "parse_deleted",
@@ -65,6 +67,11 @@ def retrieve_request(endpoints: Endpoints, file_id: str) -> APIRequest:
     return APIRequest("GET", _url(endpoints, file_id), label=f"file {file_id}")
 
 
+def list_request(endpoints: Endpoints) -> APIRequest:
+    """List stored files."""
+    return APIRequest("GET", _url(endpoints), label="list files")
+
+
 def content_request(endpoints: Endpoints, file_id: str) -> APIRequest:
     """Download a file's bytes."""
     return APIRequest(
@@ -97,6 +104,18 @@ def parse_file(answer: Answer) -> FileObject:
         created_at=created if isinstance(created, int) else None,
         raw=body,
     )
+
+
+def parse_file_list(answer: Answer) -> list[FileObject]:
+    """The files of a list answer (``{"data": [...]}``)."""
+    body = as_dict(answer.payload, "the file list", answer.request_id)
+    data = body.get("data")
+    if not isinstance(data, list):
+        raise malformed("the file list has no data", answer.request_id)
+    return [
+        parse_file(Answer(answer.status_code, answer.headers, b"", item, answer.request_id))
+        for item in data
+    ]
 
 
 def parse_content(answer: Answer) -> bytes:
