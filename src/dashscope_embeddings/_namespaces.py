@@ -71,7 +71,9 @@ class Files:
 
     def list(self) -> list[FileObject]:
         """Every stored file."""
-        return self._owner._request(files.list_request(self._owner.endpoints), files.parse_file_list)
+        return self._owner._request(
+            files.list_request(self._owner.endpoints), files.parse_file_list
+        )
 
     def content(self, file_id: str) -> bytes:
         """A stored file's bytes (e.g. a batch's output file)."""
