@@ -209,7 +209,7 @@ def test_the_core_never_imports_pillow() -> None:
     code = (
         "import sys, dashscope_embeddings\n"
         "from dashscope_embeddings.resources import multimodal\n"
-        "from dashscope_embeddings._inputs import read_image\n"
+        "from dashscope_embeddings._images import read_image\n"
         "read_image(b'\\x89PNG\\r\\n\\x1a\\n', 'input 0', 0, max_bytes=99, model='m')\n"
         "print([m for m in sys.modules if m.split('.')[0] == 'PIL'])"
     )
