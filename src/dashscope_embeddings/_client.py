@@ -17,10 +17,22 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import copy
+import logging
+import math
 import threading
+import time
 import typing
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from dataclasses import dataclass
 
 import httpx
@@ -63,8 +75,10 @@ from dashscope_embeddings._options import (
     TimeoutTypes,
     validate_settings,
 )
+from dashscope_embeddings._progress import Progress, ProgressTracker, make_tracker
 from dashscope_embeddings._registry import ModelSpec, get_model_spec
 from dashscope_embeddings._retry import RetryBudget
+from dashscope_embeddings._stream import StreamPart, astream, stream
 from dashscope_embeddings._transport import (
     Answer,
     APIRequest,
@@ -92,7 +106,10 @@ __all__ = ["AsyncDashScopeClient", "DashScopeClient"]
 T = typing.TypeVar("T")
 _Self = typing.TypeVar("_Self", bound="_ClientBase")
 
+logger = logging.getLogger("dashscope_embeddings.client")
+
 _DEFAULT_MODEL = "text-embedding-v4"
+_SUMMARY_FROM = 100  # calls with at least this many texts get an INFO summary line
 _DEFAULT_MULTIMODAL_MODEL = "tongyi-embedding-vision-plus"
 
 
@@ -278,9 +295,34 @@ class _ClientBase:
             on_error=on_error,
         )
 
+    def _stream_shape(
+        self, spec: ModelSpec, part_size: int | None, window: int | None
+    ) -> tuple[int, int]:
+        """Texts per part and parts in flight.
+
+        By default ten requests per part and enough parts to fill the concurrency ceiling (the
+        limiter, not the window, bounds what is on the wire).
+        """
+        size = part_size if part_size is not None else spec.max_batch_size * 10
+        per_part = max(1, math.ceil(size / spec.max_batch_size))
+        depth = window if window is not None else math.ceil(self.max_concurrency / per_part) + 1
+        return size, max(1, min(depth, 64))
+
     def _finish_text(
-        self, call: text.TextCall, outcome: CallOutcome, on_error: OnError
+        self, call: text.TextCall, outcome: CallOutcome, on_error: OnError, started: float
     ) -> EmbeddingResult | PartialResult:
+        if len(call.refs) >= _SUMMARY_FROM and logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "%s: %d texts (%d sent) in %d requests, %d retried, %d failed, %.2fs%s",
+                call.spec.name,
+                len(call.refs),
+                call.unit_count,
+                len(outcome.outputs),
+                outcome.retries,
+                len(outcome.failures),
+                time.monotonic() - started,
+                f"; stopped by {type(outcome.fatal).__name__}" if outcome.fatal else "",
+            )
         return assemble(
             model=call.spec.name,
             spec=call.spec,
@@ -431,6 +473,7 @@ class DashScopeClient(_ClientBase):
         protocol: WireProtocol | None = None,
         on_error: typing.Literal["raise"] = ...,
         long_text: text.LongText = "error",
+        progress: Progress = None,
         extra_body: Mapping[str, typing.Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
@@ -450,6 +493,7 @@ class DashScopeClient(_ClientBase):
         protocol: WireProtocol | None = None,
         on_error: typing.Literal["skip"],
         long_text: text.LongText = ...,
+        progress: Progress = ...,
         extra_body: Mapping[str, typing.Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
@@ -468,6 +512,7 @@ class DashScopeClient(_ClientBase):
         protocol: WireProtocol | None = None,
         on_error: OnError = "raise",
         long_text: text.LongText = "error",
+        progress: Progress = None,
         extra_body: Mapping[str, typing.Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
@@ -489,6 +534,8 @@ class DashScopeClient(_ClientBase):
                 vector, or ``skip`` and return a :class:`PartialResult` naming the failed ones.
             long_text: A text over the model's token limit: ``error`` (default, refused before
                 sending), ``truncate`` or ``chunk`` (token-weighted mean of the pieces).
+            progress: ``True`` for a tqdm bar (the ``progress`` extra), or a callable
+                ``(done, total)`` called as requests come back, counting texts.
             extra_body: Merged into every request body (e.g. ``{"parameters": {"new": 1}}``),
                 for a service parameter this package does not know yet.
             extra_headers: Added to every request of this call.
@@ -519,7 +566,74 @@ class DashScopeClient(_ClientBase):
             long_text=long_text,
         )
         options = _request_options(timeout, max_retries, extra_headers, None)
-        return self._finish_text(call, self._run(call, options), on_error)
+        tracker = make_tracker(progress, call.refs, description=call.spec.name)
+        started = time.monotonic()
+        try:
+            outcome = self._run(call, options, tracker)
+        finally:
+            if tracker is not None:
+                tracker.finish()
+        return self._finish_text(call, outcome, on_error, started)
+
+    def embed_stream(
+        self,
+        texts: Iterable[str],
+        *,
+        model: str | ModelSpec = _DEFAULT_MODEL,
+        dimension: int | None = None,
+        text_type: TextType | None = None,
+        output_type: OutputType = "dense",
+        instruct: str | None = None,
+        protocol: WireProtocol | None = None,
+        on_error: OnError = "raise",
+        long_text: text.LongText = "error",
+        numpy: bool = False,
+        part_size: int | None = None,
+        window: int | None = None,
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> Iterator[StreamPart]:
+        """Embed a corpus of any size with bounded memory, yielding parts in input order.
+
+        >>> for part in client.embed_stream(open("corpus.txt"), numpy=True):  # doctest: +SKIP
+        ...     vectors[part.start : part.start + len(part)] = part.embeddings
+
+        ``texts`` is read lazily, ``part_size`` texts at a time (default: ten requests' worth);
+        up to ``window`` parts are embedded at once (default: enough to keep the concurrency
+        limit busy), and never more than that are held. ``numpy=True`` gives each part's
+        vectors as one float32 array (the ``numpy`` extra). Other arguments as in
+        :meth:`embed_texts`; a part with rejected inputs raises ``PartialEmbeddingError``
+        naming their index in the whole stream (or, with ``on_error="skip"``, is yielded with
+        its ``failed`` map).
+        """
+        spec = get_model_spec(model)
+        size, depth = self._stream_shape(spec, part_size, window)
+
+        call = typing.cast("Callable[..., EmbeddingResult | PartialResult]", self.embed_texts)
+
+        def embed(chunk: list[str]) -> EmbeddingResult | PartialResult:
+            return call(
+                chunk,
+                model=spec,
+                dimension=dimension,
+                text_type=text_type,
+                output_type=output_type,
+                instruct=instruct,
+                protocol=protocol,
+                on_error=on_error,
+                long_text=long_text,
+                extra_body=extra_body,
+                extra_headers=extra_headers,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+
+        self._check_open()
+        return stream(
+            embed, texts, part_size=size, window=depth, numpy=numpy, on_error=on_error
+        )
 
     def embed_multimodal(
         self,
@@ -551,7 +665,9 @@ class DashScopeClient(_ClientBase):
         options = _request_options(timeout, max_retries, extra_headers, None)
         return self._finish_multimodal(spec, plan, self._run(plan, options), on_error)
 
-    def _run(self, plan: CallPlan, options: RequestOptions) -> CallOutcome:
+    def _run(
+        self, plan: CallPlan, options: RequestOptions, tracker: ProgressTracker | None = None
+    ) -> CallOutcome:
         """Send a planned call's requests side by side (see ``_fanout``)."""
         if not plan.jobs:
             return CallOutcome()
@@ -570,7 +686,11 @@ class DashScopeClient(_ClientBase):
                 budget=budget,
             )
 
-        return run_call_sync(self._executor(), plan, budget, job)
+        outcome = run_call_sync(
+            self._executor(), plan, budget, job, tracker.units_done if tracker else None
+        )
+        outcome.retries = budget.spent
+        return outcome
 
     def _executor(self) -> concurrent.futures.ThreadPoolExecutor:
         with self._pool_lock:
@@ -755,6 +875,7 @@ class AsyncDashScopeClient(_ClientBase):
         protocol: WireProtocol | None = None,
         on_error: typing.Literal["raise"] = ...,
         long_text: text.LongText = "error",
+        progress: Progress = None,
         extra_body: Mapping[str, typing.Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
@@ -774,6 +895,7 @@ class AsyncDashScopeClient(_ClientBase):
         protocol: WireProtocol | None = None,
         on_error: typing.Literal["skip"],
         long_text: text.LongText = ...,
+        progress: Progress = ...,
         extra_body: Mapping[str, typing.Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
@@ -792,6 +914,7 @@ class AsyncDashScopeClient(_ClientBase):
         protocol: WireProtocol | None = None,
         on_error: OnError = "raise",
         long_text: text.LongText = "error",
+        progress: Progress = None,
         extra_body: Mapping[str, typing.Any] | None = None,
         extra_headers: Mapping[str, str] | None = None,
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
@@ -810,7 +933,68 @@ class AsyncDashScopeClient(_ClientBase):
             long_text=long_text,
         )
         options = _request_options(timeout, max_retries, extra_headers, None)
-        return self._finish_text(call, await self._run(call, options), on_error)
+        tracker = make_tracker(progress, call.refs, description=call.spec.name)
+        started = time.monotonic()
+        try:
+            outcome = await self._run(call, options, tracker)
+        finally:
+            if tracker is not None:
+                tracker.finish()
+        return self._finish_text(call, outcome, on_error, started)
+
+    def aembed_stream(
+        self,
+        texts: Iterable[str] | AsyncIterable[str],
+        *,
+        model: str | ModelSpec = _DEFAULT_MODEL,
+        dimension: int | None = None,
+        text_type: TextType | None = None,
+        output_type: OutputType = "dense",
+        instruct: str | None = None,
+        protocol: WireProtocol | None = None,
+        on_error: OnError = "raise",
+        long_text: text.LongText = "error",
+        numpy: bool = False,
+        part_size: int | None = None,
+        window: int | None = None,
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> AsyncIterator[StreamPart]:
+        """Async :meth:`DashScopeClient.embed_stream`; ``texts`` may be an async iterable.
+
+        >>> async for part in client.aembed_stream(texts):  # doctest: +SKIP
+        ...     store.add(part.embeddings)
+        """
+        spec = get_model_spec(model)
+        size, depth = self._stream_shape(spec, part_size, window)
+
+        call = typing.cast(
+            "Callable[..., Awaitable[EmbeddingResult | PartialResult]]", self.embed_texts
+        )
+
+        async def embed(chunk: list[str]) -> EmbeddingResult | PartialResult:
+            return await call(
+                chunk,
+                model=spec,
+                dimension=dimension,
+                text_type=text_type,
+                output_type=output_type,
+                instruct=instruct,
+                protocol=protocol,
+                on_error=on_error,
+                long_text=long_text,
+                extra_body=extra_body,
+                extra_headers=extra_headers,
+                timeout=timeout,
+                max_retries=max_retries,
+            )
+
+        self._check_open()
+        return astream(
+            embed, texts, part_size=size, window=depth, numpy=numpy, on_error=on_error
+        )
 
     async def embed_multimodal(
         self,
@@ -838,7 +1022,9 @@ class AsyncDashScopeClient(_ClientBase):
         options = _request_options(timeout, max_retries, extra_headers, None)
         return self._finish_multimodal(spec, plan, await self._run(plan, options), on_error)
 
-    async def _run(self, plan: CallPlan, options: RequestOptions) -> CallOutcome:
+    async def _run(
+        self, plan: CallPlan, options: RequestOptions, tracker: ProgressTracker | None = None
+    ) -> CallOutcome:
         """Send a planned call's requests side by side (see ``_fanout``)."""
         if not plan.jobs:
             return CallOutcome()
@@ -858,7 +1044,11 @@ class AsyncDashScopeClient(_ClientBase):
                 budget=budget,
             )
 
-        return await run_call_async(plan, budget, job)
+        outcome = await run_call_async(
+            plan, budget, job, tracker.units_done if tracker else None
+        )
+        outcome.retries = budget.spent
+        return outcome
 
     async def aclose(self) -> None:
         """Close the running loop's connection pool; the client cannot be used afterwards.

@@ -91,6 +91,7 @@ class CallOutcome:
     outputs: list[UnitOutput] = field(default_factory=list)
     failures: dict[int, APIError] = field(default_factory=dict)
     fatal: BaseException | None = None
+    retries: int = 0
 
 
 def _rejects_input(error: BaseException) -> bool:
@@ -101,9 +102,12 @@ def _rejects_input(error: BaseException) -> bool:
 class _CallState:
     """The bookkeeping both drivers share: outcomes in, requests to send out."""
 
-    def __init__(self, plan: CallPlan, budget: RetryBudget) -> None:
+    def __init__(
+        self, plan: CallPlan, budget: RetryBudget, progress: Callable[[Sequence[int]], None] | None
+    ) -> None:
         self.plan = plan
         self.budget = budget
+        self.progress = progress
         self.outcome = CallOutcome()
         self.max_failed = max(10, plan.unit_count // 10)
 
@@ -111,6 +115,8 @@ class _CallState:
         """Record one finished job; return the jobs to send next."""
         if isinstance(result, UnitOutput):
             self.outcome.outputs.append(result)
+            if self.progress is not None:
+                self.progress(result.units)
             return []
         if isinstance(result, CallCancelled) or self.outcome.fatal is not None:
             return []
@@ -121,6 +127,8 @@ class _CallState:
             half = len(job.units) // 2
             return [self.plan.build(job.units[:half]), self.plan.build(job.units[half:])]
         self.outcome.failures[job.units[0]] = result
+        if self.progress is not None:
+            self.progress(job.units)
         if len(self.outcome.failures) > self.max_failed:
             self.outcome.fatal = result  # too many inputs refused: the options are at fault
         return []
@@ -142,13 +150,14 @@ def run_call_sync(
     plan: CallPlan,
     budget: RetryBudget,
     send: Callable[[Job, threading.Event], UnitOutput],
+    progress: Callable[[Sequence[int]], None] | None = None,
 ) -> CallOutcome:
     """Send every job of ``plan`` on ``pool``, splitting rejected ones.
 
     A call of one request runs in this thread. Everything stops on a fatal error or an
     interrupt.
     """
-    state = _CallState(plan, budget)
+    state = _CallState(plan, budget, progress)
     cancel = threading.Event()
     queue = list(plan.jobs)
     while len(queue) == 1:  # a one-request call never touches the pool
@@ -187,9 +196,10 @@ async def run_call_async(
     plan: CallPlan,
     budget: RetryBudget,
     send: Callable[[Job], Awaitable[UnitOutput]],
+    progress: Callable[[Sequence[int]], None] | None = None,
 ) -> CallOutcome:
     """Async :func:`run_call_sync`: jobs are tasks; cancelling the caller cancels them all."""
-    state = _CallState(plan, budget)
+    state = _CallState(plan, budget, progress)
 
     async def run(job: Job) -> UnitOutput | BaseException:
         try:

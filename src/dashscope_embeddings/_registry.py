@@ -65,6 +65,8 @@ class ModelSpec:
         dimensions: Allowed output sizes; empty means "not known, not checked".
         default_dimension: Size returned when no ``dimension`` is sent (``None`` if unknown).
         max_batch_size: Inputs (texts, or multimodal content items) per request.
+        max_tokens_per_request: Tokens of all inputs of one request together, where the
+            service has such a limit (``None``: only the per-input limit applies).
         max_tokens_per_input: Tokens per text. The text endpoints reject longer input rather
             than truncating (an older page says multimodal-embedding-v1 truncates).
         supports_sparse: Accepts ``output_type`` ``sparse`` / ``dense&sparse``.
@@ -90,6 +92,7 @@ class ModelSpec:
     default_dimension: int | None = None
     max_batch_size: int = DEFAULT_UNKNOWN_MAX_BATCH_SIZE
     max_tokens_per_input: int = DEFAULT_UNKNOWN_MAX_TOKENS
+    max_tokens_per_request: int | None = None
     supports_sparse: bool = False
     supports_instruct: bool = False
     supports_compatible_mode: bool = False

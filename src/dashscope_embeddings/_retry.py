@@ -123,6 +123,8 @@ class RetryBudget:
     def __init__(self, initial: int) -> None:
         self._tokens = initial
         self._lock = threading.Lock()
+        self.spent = 0
+        """Retries taken so far."""
 
     def take(self) -> bool:
         """Spend one retry if any is left."""
@@ -130,6 +132,7 @@ class RetryBudget:
             if self._tokens <= 0:
                 return False
             self._tokens -= 1
+            self.spent += 1
             return True
 
     def earn(self) -> None:

@@ -133,6 +133,19 @@ class EmbeddingResult:
             )
         return self.sparse
 
+    def to_numpy(self) -> typing.Any:
+        """The dense vectors as one float32 array of shape ``(inputs, dimension)``.
+
+        Needs numpy (the ``numpy`` extra).
+        """
+        try:
+            import numpy as np
+        except ImportError as exc:
+            raise ImportError(
+                'to_numpy() needs numpy: pip install "dashscope-embeddings[numpy]"'
+            ) from exc
+        return np.asarray(self.embeddings, dtype=np.float32)
+
     def __len__(self) -> int:
         if self.dense is not None:
             return len(self.dense)

@@ -319,6 +319,26 @@ def check_options(
             raise InvalidInputError("instruct must be a non-empty string")
 
 
+def pack_by_tokens(tokens: Sequence[int], max_inputs: int, max_tokens: int) -> list[range]:
+    """Cut inputs into requests of at most ``max_inputs`` inputs and ``max_tokens`` tokens.
+
+    In order, greedily; an input over the budget goes alone.
+
+    >>> [list(r) for r in pack_by_tokens([5, 5, 5, 9, 1], max_inputs=10, max_tokens=10)]
+    [[0, 1], [2], [3, 4]]
+    """
+    ranges: list[range] = []
+    start, used = 0, 0
+    for index, count in enumerate(tokens):
+        if index > start and (index - start >= max_inputs or used + count > max_tokens):
+            ranges.append(range(start, index))
+            start, used = index, 0
+        used += count
+    if start < len(tokens):
+        ranges.append(range(start, len(tokens)))
+    return ranges
+
+
 def plan_requests(count: int, max_inputs: int) -> list[range]:
     """Split ``count`` inputs into the fewest requests of at most ``max_inputs``.
 
@@ -483,7 +503,13 @@ def plan_text_call(
         units=units,
         refs=refs,
     )
-    call.jobs = [call.build(r) for r in plan_requests(len(units), spec.max_batch_size)]
+    if spec.max_tokens_per_request is not None:
+        ranges = pack_by_tokens(
+            [count(u) for u in units], spec.max_batch_size, spec.max_tokens_per_request
+        )
+    else:
+        ranges = plan_requests(len(units), spec.max_batch_size)
+    call.jobs = [call.build(r) for r in ranges]
     return call
 
 
