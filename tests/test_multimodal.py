@@ -281,7 +281,7 @@ def test_too_big_a_file_is_never_read(
     def no_open(*args: object, **kwargs: object) -> typing.NoReturn:
         raise AssertionError("the file was opened")
 
-    monkeypatch.setattr("dashscope_embeddings._inputs.open", no_open, raising=False)
+    monkeypatch.setattr("dashscope_embeddings._images.open", no_open, raising=False)
     error = refused(client, emulator, [Image(path)], model=PLUS)
     assert f"{limit + 1:,} bytes, over {PLUS}'s limit of 3 MB" in str(error)
 

@@ -233,6 +233,8 @@ def test_langchain_embed_image_documents_and_queries_share_the_endpoint(
 
     assert asyncio.run(go()) == images[:2]
     assert emb.embed_image([]) == []
+    with pytest.raises(InvalidInputError, match="uris must be a list"):
+        emb.embed_image(uris[0])  # type: ignore[arg-type]
 
 
 def test_langchain_embed_image_into_chroma(

@@ -18,6 +18,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
 from pydantic import ConfigDict, Field, SecretStr, model_validator
 
 from dashscope_embeddings._adapter import AdapterSettings
+from dashscope_embeddings._errors import InvalidInputError
 from dashscope_embeddings._inputs import Image
 
 __all__ = ["DashScopeEmbeddings"]
@@ -154,8 +155,14 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
             InvalidInputError: On a text model (the message names the multimodal models), or
                 for a bad image, naming its index and the limit, before anything is sent.
         """
-        return self._embed_media([Image(uri) for uri in uris])
+        return self._embed_media([Image(uri) for uri in _listed(uris)])
 
     async def aembed_image(self, uris: list[str]) -> list[list[float]]:
         """Embed images asynchronously; see :meth:`embed_image`."""
-        return await self._aembed_media([Image(uri) for uri in uris])
+        return await self._aembed_media([Image(uri) for uri in _listed(uris)])
+
+
+def _listed(uris: list[str]) -> list[str]:
+    if isinstance(uris, str):  # a common slip: one path where a list is expected
+        raise InvalidInputError("uris must be a list of paths or URLs; wrap one in a list")
+    return uris
