@@ -28,8 +28,8 @@ from collections.abc import (
     AsyncIterator,
     Awaitable,
     Callable,
+    Generator,
     Iterable,
-    Iterator,
     Mapping,
     Sequence,
 )
@@ -594,7 +594,7 @@ class DashScopeClient(_ClientBase):
         extra_headers: Mapping[str, str] | None = None,
         timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
         max_retries: int | NotGiven = NOT_GIVEN,
-    ) -> Iterator[StreamPart]:
+    ) -> Generator[StreamPart, None, None]:
         """Embed a corpus of any size with bounded memory, yielding parts in input order.
 
         >>> for part in client.embed_stream(open("corpus.txt"), numpy=True):  # doctest: +SKIP

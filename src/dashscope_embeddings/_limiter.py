@@ -1,11 +1,11 @@
 """How many requests are on the wire at once, and how many per minute.
 
 * :class:`ConcurrencyController` decides the limit. Adaptive by default: it starts at
-  :data:`START_CONCURRENCY` (or the ceiling, if lower), grows by one after a window of
-  successes, and backs off on throttling (429): by one when the throttle came right after a
-  step up (the service's bound was just found; the next probe waits eight times longer), by
-  30 % otherwise. Throttles of requests sent before the last change are ignored, so one burst
-  of 429s cuts once. It never goes above ``max_concurrency`` (the ceiling) or below one.
+  :data:`START_CONCURRENCY` (or the ceiling, if lower) and grows by one after a window of
+  successes. On throttling (429) it steps back by one and probes again only after eight
+  windows (the service's bound was found); throttled again before a clean window, it cuts by
+  30 %. Throttles of requests sent before the last change are ignored, so one burst of 429s
+  counts once. It never goes above ``max_concurrency`` (the ceiling) or below one.
 * :class:`SyncLimiter` / :class:`AsyncLimiter` hold the permits. The transport holds one per
   attempt only: a request sleeping in backoff holds no permit. One controller per client is
   shared by all its calls (and all its event loops: the account's bound is one).
@@ -46,6 +46,7 @@ class ConcurrencyController:
         self._patience = 1
         self._changed_at = time.monotonic()
         self._stepped_up = False
+        self._cuts_in_row = 0
         self._lock = threading.Lock()
         self.throttles = 0
 
@@ -60,6 +61,8 @@ class ConcurrencyController:
             return
         with self._lock:
             self._successes += 1
+            if self._successes >= self._limit:
+                self._cuts_in_row = 0  # a window without throttling: the last cut was enough
             if self._successes >= self._limit * self._patience and self._limit < self.ceiling:
                 self._limit += 1
                 self._successes = 0
@@ -72,12 +75,15 @@ class ConcurrencyController:
             self.throttles += 1
             if not self.adaptive or started < self._changed_at:
                 return
-            if self._stepped_up:  # just stepped over the bound: step back, probe rarely
+            if self._cuts_in_row == 0:
+                # At (or just over) the bound, or a counter at the service that lags ours:
+                # step back one and probe rarely.
                 self._limit = max(1, self._limit - 1)
                 self._patience = _PROBE_PATIENCE
-            else:
+            else:  # still throttled after stepping back: well over the bound, cut hard
                 self._limit = max(1, int(self._limit * _CUT))
                 self._patience = 1
+            self._cuts_in_row += 1
             self._stepped_up = False
             self._successes = 0
             self._changed_at = time.monotonic()
@@ -164,7 +170,9 @@ class RateWindow:
         if per_minute < 1:
             raise ValueError("per_minute must be >= 1")
         self.per_minute = per_minute
-        self.window_s = window_s
+        # A little longer than the service's window: our clock starts when we send, its own
+        # when the request arrives.
+        self.window_s = window_s * 1.02
         self._spent: collections.deque[tuple[float, int]] = collections.deque()
         self._total = 0
         self._lock = threading.Lock()

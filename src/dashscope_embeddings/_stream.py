@@ -19,7 +19,15 @@ import collections
 import concurrent.futures
 import itertools
 import typing
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+    Iterator,
+)
 from dataclasses import dataclass, field
 
 from dashscope_embeddings._errors import APIError, InvalidInputError, PartialEmbeddingError
@@ -154,7 +162,7 @@ def stream(
     window: int,
     numpy: bool,
     on_error: OnError,
-) -> Iterator[StreamPart]:
+) -> Generator[StreamPart, None, None]:
     """Embed ``texts`` part by part (``embed`` is one call), yielding parts in input order."""
     _check(part_size, window, numpy, on_error)
     pending: collections.deque[tuple[int, concurrent.futures.Future[Result]]] = (

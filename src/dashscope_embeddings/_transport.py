@@ -496,6 +496,7 @@ class SyncTransport(BaseTransport):
                 with self.limiter:
                     if cancel is not None and cancel.is_set():  # stopped while waiting
                         raise CallCancelled
+                    started = time.monotonic()  # sent now (the wait for a permit is not it)
                     status, headers, content = self._attempt(request, options, deadline)
                 self.log_attempt(request, attempt, status, started)
                 result = parse(self.answer(request, status, headers, content))
@@ -566,6 +567,7 @@ class AsyncTransport(BaseTransport):
             error: APIError
             try:
                 async with limiter:
+                    started = time.monotonic()  # sent now (the wait for a permit is not it)
                     status, headers, content = await self._attempt(
                         http, request, options, deadline
                     )
