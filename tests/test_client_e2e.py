@@ -269,7 +269,7 @@ def test_wrong_key_is_authentication_error_without_the_key(
 
 def test_unknown_model_is_not_found(embed: typing.Callable[..., EmbeddingResult]) -> None:
     with pytest.raises(NotFoundError):
-        embed(["x"], model="text-embedding-v99")
+        embed(["x"], model="no-such-model")
 
 
 def test_bad_input_fails_before_sending(

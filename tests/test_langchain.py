@@ -58,13 +58,15 @@ def test_drop_in_constructor_arguments(emulator_env: Emulator) -> None:
     assert (
         emb.dashscope_api_key is not None and emb.dashscope_api_key.get_secret_value() == TEST_KEY
     )
-    assert DashScopeEmbeddings().model == "text-embedding-v1"  # langchain_community's default
+    assert DashScopeEmbeddings().model == "text-embedding-v4"  # one default for the package
     assert len(emb.embed_query("hello")) == 1536
 
 
-def test_unknown_argument_is_refused(emulator_env: Emulator) -> None:
-    with pytest.raises(ValueError, match="dimensions"):
-        DashScopeEmbeddings(dimensions=512)
+def test_unknown_argument_is_refused_with_the_likely_name(emulator_env: Emulator) -> None:
+    with pytest.raises(ValueError, match="no option 'dimenson'; did you mean 'dimension'"):
+        DashScopeEmbeddings(dimenson=512)
+    # the other spelling is accepted as an alias
+    assert DashScopeEmbeddings(dimensions=512).dimension == 512
 
 
 def test_bad_settings_fail_at_construction(emulator_env: Emulator) -> None:

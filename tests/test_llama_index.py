@@ -21,10 +21,10 @@ from dashscope_embeddings.llama_index import (
 from .conftest import TEST_KEY, sent_bodies
 
 
-def test_is_a_base_embedding_with_the_old_defaults(emulator_env: Emulator) -> None:
+def test_is_a_base_embedding_defaulting_to_the_current_model(emulator_env: Emulator) -> None:
     emb = DashScopeEmbedding()
     assert isinstance(emb, BaseEmbedding)
-    assert emb.model_name == "text-embedding-v2" and emb.embed_batch_size == 25
+    assert emb.model_name == "text-embedding-v4" and emb.embed_batch_size == 25
     assert emb.text_type == "document" and DashScopeEmbedding.class_name() == "DashScopeEmbedding"
 
 
@@ -43,9 +43,11 @@ def test_old_constructor_forms(emulator_env: Emulator) -> None:
     assert len(emb.get_text_embedding("hello")) == 1024
 
 
-def test_unknown_argument_is_refused(emulator_env: Emulator) -> None:
-    with pytest.raises(ValueError, match="dimensions"):
-        DashScopeEmbedding(dimensions=5)
+def test_unknown_argument_is_refused_with_the_likely_name(emulator_env: Emulator) -> None:
+    with pytest.raises(ValueError, match="no option 'dimenson'; did you mean 'dimension'"):
+        DashScopeEmbedding(dimenson=512)
+    # the other spelling is accepted as an alias
+    assert DashScopeEmbedding(dimensions=512).dimension == 512
 
 
 def test_embed_batch_size_25_never_sends_more_than_10(emulator_env: Emulator) -> None:

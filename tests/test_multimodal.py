@@ -554,3 +554,14 @@ def test_async_client(emulator: Emulator) -> None:
     emulator.clear_requests()
     with DashScopeClient(TEST_KEY, base_url=emulator.url) as sync:
         assert embed(sync, inputs, model=QWEN3).embeddings == vectors
+
+
+def test_image_tokens_are_priced_at_the_image_rate(client: DashScopeClient) -> None:
+    spec = MODELS["qwen3-vl-embedding"]
+    assert spec.price_cny_per_1k is not None and spec.image_price_cny_per_1k is not None
+    result = embed(client, [Image(png(text="shoe")), "a red shoe"], model=spec.name)
+    tokens = result.usage.total_tokens
+    assert result.usage.cost is not None and result.usage.currency == "CNY"
+    # some tokens are image tokens, priced higher than text: strictly between the two rates
+    assert tokens * spec.price_cny_per_1k / 1000 < result.usage.cost
+    assert result.usage.cost < tokens * spec.image_price_cny_per_1k / 1000

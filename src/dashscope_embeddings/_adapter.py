@@ -15,13 +15,14 @@ Each adapter supplies its framework's names: the model field, the key field, the
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import threading
 import typing
 from collections.abc import Mapping, Sequence
 
 import httpx
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, PrivateAttr, SecretStr, model_validator
 
 from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
 from dashscope_embeddings._config import (
@@ -92,6 +93,34 @@ class AdapterSettings(ClientSettings):
     )
 
     _runtime_state: _Runtime | None = PrivateAttr(default=None)
+
+    # The other framework's (or the old integration's) spelling of an option -> ours.
+    _ALIASES: typing.ClassVar[dict[str, str]] = {"dimensions": "dimension"}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _aliases_and_typos(cls, data: typing.Any) -> typing.Any:
+        """Accept the other framework's spellings; name the likely option for a typo."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for alias, target in cls._ALIASES.items():
+            if alias in data:
+                if target in data and data[target] != data[alias]:
+                    raise ValueError(
+                        f"both {alias}= and {target}= were given; {alias} is another name for "
+                        f"{target}: pass one"
+                    )
+                data[target] = data.pop(alias)
+        known = set(cls.model_fields) | {
+            f.alias for f in cls.model_fields.values() if f.alias is not None
+        }
+        for name in data:
+            if name not in known:
+                close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
+                hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+                raise ValueError(f"{cls.__name__} has no option {name!r}{hint}")
+        return data
 
     # --- what each adapter supplies --------------------------------------------------------
 
@@ -216,28 +245,57 @@ class AdapterSettings(ClientSettings):
 
     # --- calls ------------------------------------------------------------------------------
 
-    def _embed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
+    def _embed(
+        self, texts: Sequence[str], *, query: bool, progress: bool = False
+    ) -> list[list[float]]:
         if not texts:
             return []
         if self._spec().endpoint == "multimodal":
             return self._embed_media([Text(t) for t in texts], query=query)
         result: EmbeddingResult = self._sync_client().embed_texts(
-            texts, on_error="raise", **self._call_kwargs(query)
+            texts, on_error="raise", progress=progress or None, **self._call_kwargs(query)
         )
         self._runtime().usage.add(result.usage)
         return result.embeddings
 
-    async def _aembed(self, texts: Sequence[str], *, query: bool) -> list[list[float]]:
+    async def _aembed(
+        self, texts: Sequence[str], *, query: bool, progress: bool = False
+    ) -> list[list[float]]:
         if not texts:
             return []
         if self._spec().endpoint == "multimodal":
             return await self._aembed_media([Text(t) for t in texts], query=query)
         client = self._async_client()
-        result = await client.embed_texts(texts, on_error="raise", **self._call_kwargs(query))
+        result = await client.embed_texts(
+            texts, on_error="raise", progress=progress or None, **self._call_kwargs(query)
+        )
         self._runtime().usage.add(result.usage)
         return result.embeddings
 
     # --- public -----------------------------------------------------------------------------
+
+    @property
+    def cache_namespace(self) -> str:
+        """A namespace for caches of this object's vectors.
+
+        It names everything a vector depends on — model, dimension, protocol, the
+        ``text_type`` of documents and of queries, and a hash of ``instruct`` — so a cache keyed
+        on it never serves a vector made with other settings. Keep documents and queries in two
+        stores (their vectors differ), e.g. with LangChain's ``CacheBackedEmbeddings``::
+
+            CacheBackedEmbeddings.from_bytes_store(
+                emb, doc_store, namespace=emb.cache_namespace, query_embedding_cache=query_store
+            )
+        """
+        spec = self._spec()
+        doc_type, query_type = self._sides()
+        instruct = self.instruct or ""
+        digest = hashlib.sha256(instruct.encode()).hexdigest()[:12] if instruct else "-"
+        dimension = self.dimension or spec.default_dimension or "default"
+        return (
+            f"dashscope:{spec.name}:{dimension}:{self.protocol}:"
+            f"doc={doc_type or 'default'}:query={query_type or 'default'}:instruct={digest}:"
+        )
 
     @property
     def usage(self) -> Usage:

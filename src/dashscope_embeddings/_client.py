@@ -293,6 +293,7 @@ class _ClientBase:
             outcome=outcome,
             output_type="dense",
             on_error=on_error,
+            usage=plan.usage,
         )
 
     def _stream_shape(
@@ -331,6 +332,7 @@ class _ClientBase:
             outcome=outcome,
             output_type=call.output_type,
             on_error=on_error,
+            usage=call.usage,
         )
 
 
@@ -634,6 +636,38 @@ class DashScopeClient(_ClientBase):
         return stream(
             embed, texts, part_size=size, window=depth, numpy=numpy, on_error=on_error
         )
+
+    @typing.overload
+    def embed_multimodal(
+        self,
+        inputs: Iterable[object],
+        *,
+        model: str | ModelSpec = _DEFAULT_MULTIMODAL_MODEL,
+        dimension: int | None = None,
+        fps: float | None = None,
+        instruct: str | None = None,
+        on_error: typing.Literal["raise"] = ...,
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> EmbeddingResult: ...
+
+    @typing.overload
+    def embed_multimodal(
+        self,
+        inputs: Iterable[object],
+        *,
+        model: str | ModelSpec = _DEFAULT_MULTIMODAL_MODEL,
+        dimension: int | None = None,
+        fps: float | None = None,
+        instruct: str | None = None,
+        on_error: typing.Literal["skip"],
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> PartialResult: ...
 
     def embed_multimodal(
         self,
@@ -995,6 +1029,38 @@ class AsyncDashScopeClient(_ClientBase):
         return astream(
             embed, texts, part_size=size, window=depth, numpy=numpy, on_error=on_error
         )
+
+    @typing.overload
+    async def embed_multimodal(
+        self,
+        inputs: Iterable[object],
+        *,
+        model: str | ModelSpec = _DEFAULT_MULTIMODAL_MODEL,
+        dimension: int | None = None,
+        fps: float | None = None,
+        instruct: str | None = None,
+        on_error: typing.Literal["raise"] = ...,
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> EmbeddingResult: ...
+
+    @typing.overload
+    async def embed_multimodal(
+        self,
+        inputs: Iterable[object],
+        *,
+        model: str | ModelSpec = _DEFAULT_MULTIMODAL_MODEL,
+        dimension: int | None = None,
+        fps: float | None = None,
+        instruct: str | None = None,
+        on_error: typing.Literal["skip"],
+        extra_body: Mapping[str, typing.Any] | None = None,
+        extra_headers: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+    ) -> PartialResult: ...
 
     async def embed_multimodal(
         self,

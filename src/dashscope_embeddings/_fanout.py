@@ -61,6 +61,8 @@ class UnitOutput:
     sparse: list[SparseVector] | None
     total_tokens: int
     request_id: str | None
+    image_tokens: int = 0
+    """Of ``total_tokens``, those the service counted for images and video (priced apart)."""
 
 
 class CallPlan(typing.Protocol):

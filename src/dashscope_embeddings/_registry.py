@@ -16,7 +16,9 @@ False
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
+import warnings
 from dataclasses import dataclass
 
 __all__ = [
@@ -27,6 +29,8 @@ __all__ = [
     "FusionMode",
     "Modality",
     "ModelSpec",
+    "closest_models",
+    "describe_unknown",
     "get_model_spec",
     "list_models",
 ]
@@ -356,10 +360,48 @@ def get_model_spec(model: str | ModelSpec, **overrides: typing.Any) -> ModelSpec
     elif isinstance(model, str):
         if not model.strip():
             raise ValueError("model name must be a non-empty string")
-        spec = MODELS.get(model) or ModelSpec(name=model, known=False)
+        spec = MODELS.get(model) or _unknown(model)
     else:
         raise TypeError(f"model must be a str or ModelSpec, got {type(model).__name__}")
     return spec.replace(**overrides) if overrides else spec
+
+
+_WARNED: set[str] = set()
+
+
+def _unknown(name: str) -> ModelSpec:
+    close = closest_models(name)
+    if close and name not in _WARNED:
+        _WARNED.add(name)
+        warnings.warn(
+            f"{describe_unknown(name)}",
+            UserWarning,
+            stacklevel=4,
+        )
+    return ModelSpec(name=name, known=False)
+
+
+def closest_models(name: str) -> list[str]:
+    """Registry names that look like ``name`` (a typo, another case), best first."""
+    lowered = {spec.name.lower(): spec.name for spec in _SPECS}
+    if name.lower() in lowered:
+        return [lowered[name.lower()]]
+    return [lowered[m] for m in difflib.get_close_matches(name.lower(), lowered, n=3, cutoff=0.8)]
+
+
+def describe_unknown(name: str) -> str:
+    """What to tell a user about a model name the registry does not know."""
+    close = closest_models(name)
+    families = "; ".join(
+        f"{endpoint}: {', '.join(s.name for s in list_models(endpoint))}"
+        for endpoint in ("text", "multimodal", "async_task")
+    )
+    guess = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    return (
+        f"{name!r} is not a model this package knows; {guess}It is sent as given, with "
+        f"conservative limits ({DEFAULT_UNKNOWN_MAX_BATCH_SIZE} inputs per request, "
+        f"{DEFAULT_UNKNOWN_MAX_TOKENS:,} tokens per input). Known models, by endpoint: {families}"
+    )
 
 
 def list_models(endpoint: Endpoint | None = None) -> list[ModelSpec]:

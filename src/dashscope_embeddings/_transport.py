@@ -47,6 +47,7 @@ from dashscope_embeddings._errors import (
     APIError,
     APIStatusError,
     APITimeoutError,
+    AuthenticationError,
     RateLimitError,
     ResponseValidationError,
     make_status_error,
@@ -335,7 +336,7 @@ class BaseTransport:
             )
         is_json, payload = decode_json(content) if content else (False, None)
         if status >= 400 or body_error_code(payload) is not None:
-            raise parse_error(
+            error = parse_error(
                 status,
                 payload,
                 text=content.decode("utf-8", "replace"),
@@ -343,6 +344,15 @@ class BaseTransport:
                 retry_after=parse_retry_after(headers),
                 headers=headers,
             )
+            if isinstance(error, AuthenticationError):
+                error.message += (
+                    f". API keys are per region: this request went to "
+                    f"{httpx.URL(self.endpoints.native_base).host} (region "
+                    f"{self.endpoints.region}). Use the key of that region, or set region= "
+                    "(or DASHSCOPE_REGION) / base_url= (or DASHSCOPE_BASE_URL) to the key's"
+                )
+                error.args = (error.message,)
+            raise error
         if request.expect_json and not is_json:
             kind = headers.get("content-type") or "no content type"
             raise ResponseValidationError(

@@ -76,9 +76,9 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
     )
 
     model: str = Field(
-        default="text-embedding-v1",
-        description="Model name (default as in `langchain_community`; `text-embedding-v4` is "
-        "the newest).",
+        default="text-embedding-v4",
+        description="Model name (alias `model_name`). `langchain_community`'s default was "
+        "`text-embedding-v1`: pass it to keep an existing index's vectors.",
     )
     """Model name. The default matches ``langchain_community``; ``text-embedding-v4`` is the
     newest (sparse, instruct, dimensions 64-2048)."""
@@ -91,6 +91,11 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
 
     1. ``api_key`` / ``dashscope_api_key`` argument;
     2. the ``DASHSCOPE_API_KEY`` environment variable."""
+    show_progress_bar: bool = Field(
+        default=False,
+        description="Show a tqdm bar (the `progress` extra) counting texts as requests come "
+        "back.",
+    )
     model_kwargs: dict[str, typing.Any] = Field(
         default_factory=dict,
         description="Extra service parameters merged into every request's `parameters`.",
@@ -127,9 +132,17 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
     def _extra_parameters(self) -> Mapping[str, typing.Any] | None:
         return self.model_kwargs
 
+    _ALIASES: typing.ClassVar[dict[str, str]] = {"dimensions": "dimension", "model_name": "model"}
+
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        """Embed documents for storage; one vector per text, in input order."""
-        return self._embed(texts, query=False)
+        """Embed documents for storage; one vector per text, in input order.
+
+        Raises:
+            PartialEmbeddingError: The service rejected some texts; the others' vectors are on
+                the error (LangChain's contract of one vector per text is kept by raising).
+            DashScopeError: Any other failure, typed (see README's "Errors and limits").
+        """
+        return self._embed(texts, query=False, progress=self.show_progress_bar)
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query."""
@@ -137,7 +150,7 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents for storage, asynchronously."""
-        return await self._aembed(texts, query=False)
+        return await self._aembed(texts, query=False, progress=self.show_progress_bar)
 
     async def aembed_query(self, text: str) -> list[float]:
         """Embed a search query, asynchronously."""

@@ -8,7 +8,13 @@ from enum import Enum
 
 try:
     from llama_index.core.bridge.pydantic import ConfigDict, Field, SecretStr
+    from llama_index.core.callbacks import CBEventType, EventPayload
     from llama_index.core.embeddings import MultiModalEmbedding
+    from llama_index.core.instrumentation import get_dispatcher  # type: ignore[attr-defined]
+    from llama_index.core.instrumentation.events.embedding import (
+        EmbeddingEndEvent,
+        EmbeddingStartEvent,
+    )
     from llama_index.core.schema import ImageType
 except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
     raise ImportError(
@@ -19,6 +25,8 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
 from dashscope_embeddings._adapter import AdapterSettings
 from dashscope_embeddings._inputs import Image, Video
 from dashscope_embeddings._types import TextType
+
+dispatcher = get_dispatcher(__name__)
 
 __all__ = [
     "DashScopeBatchTextEmbeddingModels",
@@ -97,9 +105,9 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     model_name: str = Field(
-        default="text-embedding-v2",
-        description="Model name (default as in `llama-index-embeddings-dashscope`; "
-        "`text-embedding-v4` is the newest).",
+        default="text-embedding-v4",
+        description="Model name (alias `model`). `llama-index-embeddings-dashscope`'s default "
+        "was `text-embedding-v2`: pass it to keep an existing index's vectors.",
     )
     embed_batch_size: int = Field(
         default=25,
@@ -121,12 +129,17 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
 
     def __init__(
         self,
-        model_name: str = DashScopeTextEmbeddingModels.TEXT_EMBEDDING_V2.value,
+        model_name: str = DashScopeTextEmbeddingModels.TEXT_EMBEDDING_V4.value,
         text_type: str = "document",
         api_key: str | None = None,
         embed_batch_size: int = 25,
         **kwargs: typing.Any,
     ) -> None:
+        # LangChain's and the old class's spellings: model=, dashscope_api_key=
+        if "model" in kwargs:
+            model_name = kwargs.pop("model")
+        if "dashscope_api_key" in kwargs:
+            api_key = kwargs.pop("dashscope_api_key")
         super().__init__(
             model_name=str(getattr(model_name, "value", model_name)),
             text_type=str(getattr(text_type, "value", text_type)),
@@ -167,6 +180,55 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return self._embed(texts, query=False)
+
+    @dispatcher.span
+    def get_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: typing.Any
+    ) -> list[list[float]]:
+        """Embed ``texts`` as one call, whatever ``embed_batch_size`` says.
+
+        The core cuts them into the model's full requests and sends them side by side.
+
+        LlamaIndex's callback and instrumentation events are emitted as for one batch;
+        ``show_progress`` shows a bar counting texts. With an ``embeddings_cache`` or a
+        ``rate_limiter`` set, LlamaIndex's own batching is used instead.
+        """
+        if self.embeddings_cache is not None or self.rate_limiter is not None or not texts:
+            return super().get_text_embedding_batch(texts, show_progress=show_progress, **kwargs)
+        payload = self.to_payload()
+        dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+        with self.callback_manager.event(
+            CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+        ) as event:
+            embeddings = self._embed(texts, query=False, progress=show_progress)
+            event.on_end(
+                payload={EventPayload.CHUNKS: texts, EventPayload.EMBEDDINGS: embeddings}
+            )
+        dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=embeddings))
+        return embeddings
+
+    @dispatcher.span
+    async def aget_text_embedding_batch(
+        self, texts: list[str], show_progress: bool = False, **kwargs: typing.Any
+    ) -> list[list[float]]:
+        """Async :meth:`get_text_embedding_batch`."""
+        if self.embeddings_cache is not None or self.rate_limiter is not None or not texts:
+            return await super().aget_text_embedding_batch(
+                texts, show_progress=show_progress, **kwargs
+            )
+        payload = self.to_payload()
+        dispatcher.event(EmbeddingStartEvent(model_dict=payload))
+        event_id = self.callback_manager.on_event_start(
+            CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
+        )
+        embeddings = await self._aembed(texts, query=False, progress=show_progress)
+        self.callback_manager.on_event_end(
+            CBEventType.EMBEDDING,
+            payload={EventPayload.CHUNKS: texts, EventPayload.EMBEDDINGS: embeddings},
+            event_id=event_id,
+        )
+        dispatcher.event(EmbeddingEndEvent(chunks=texts, embeddings=embeddings))
+        return embeddings
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[list[float]]:
         return await self._aembed(texts, query=False)

@@ -7,16 +7,17 @@ import json
 import math
 import struct
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from dashscope_embeddings._errors import (
     APIError,
     APIStatusError,
+    NotFoundError,
     PartialEmbeddingError,
     ResponseValidationError,
 )
-from dashscope_embeddings._fanout import CallOutcome
-from dashscope_embeddings._registry import ModelSpec
+from dashscope_embeddings._fanout import CallOutcome, UnitOutput
+from dashscope_embeddings._registry import ModelSpec, describe_unknown
 from dashscope_embeddings._types import (
     EmbeddingResult,
     FailedInput,
@@ -24,6 +25,7 @@ from dashscope_embeddings._types import (
     OutputType,
     PartialResult,
     SparseVector,
+    Usage,
 )
 from dashscope_embeddings._usage import usage_for
 
@@ -192,6 +194,7 @@ def assemble(
     outcome: CallOutcome,
     output_type: OutputType,
     on_error: OnError,
+    usage: Callable[[UnitOutput], Usage] | None = None,
 ) -> EmbeddingResult | PartialResult:
     """Turn a call's outcome into its result, in the caller's order.
 
@@ -213,7 +216,13 @@ def assemble(
                 unit_dense[unit] = output.dense[position]
             if output.sparse is not None:
                 unit_sparse[unit] = output.sparse[position]
-    usage = usage_for(spec, tokens, len(outputs), region)
+    if usage is not None:  # priced per request by the endpoint (e.g. image tokens apart)
+        total = Usage()
+        for output in outputs:
+            total = total + usage(output)
+        usage_total = total
+    else:
+        usage_total = usage_for(spec, tokens, len(outputs), region)
     request_ids = tuple(o.request_id or "" for o in outputs)
     dense: list[list[float] | None] = []
     sparse: list[SparseVector | None] = []
@@ -240,12 +249,15 @@ def assemble(
         dense=dense if want_dense else None,
         sparse=sparse if want_sparse else None,
         failed=failed,
-        usage=usage,
+        usage=usage_total,
         request_ids=request_ids,
     )
     if outcome.fatal is not None:
         if isinstance(outcome.fatal, APIError) and outputs:
             outcome.fatal.partial = partial
+        if isinstance(outcome.fatal, NotFoundError) and not spec.known:
+            outcome.fatal.message += f" ({describe_unknown(spec.name)})"
+            outcome.fatal.args = (outcome.fatal.message,)
         raise outcome.fatal
     if failed:
         if on_error == "skip":
@@ -266,6 +278,6 @@ def assemble(
         model=model,
         dense=typing.cast("list[list[float]]", dense) if want_dense else None,
         sparse=typing.cast("list[SparseVector]", sparse) if want_sparse else None,
-        usage=usage,
+        usage=usage_total,
         request_ids=request_ids,
     )

@@ -193,13 +193,42 @@ class MultimodalCall:
                 ]
             check_dimensions(dense, self.expected_dimension, request_id)
             tokens = _billed_tokens(body.get("usage"), request_id)
-            return UnitOutput(units, dense, None, tokens, request_id)
+            media = _image_tokens(body.get("usage"))
+            return UnitOutput(units, dense, None, tokens, request_id, min(media, tokens))
 
         return parse
 
     def usage(self, output: UnitOutput) -> Usage:
-        """What one request billed. Every token is priced at the model's text rate."""
-        return usage_for(self.spec, output.total_tokens, 1, self.endpoints.region)
+        """What one request billed.
+
+        Image and video tokens at the model's image rate, where the registry has one and the
+        answer names them; the rest at the text rate.
+        """
+        usage = usage_for(self.spec, output.total_tokens, 1, self.endpoints.region)
+        rate = self.spec.image_price_cny_per_1k
+        if not output.image_tokens or rate is None or usage.currency != "CNY":
+            return usage
+        text_tokens = output.total_tokens - output.image_tokens
+        text_cost = usage_for(self.spec, text_tokens, 1, self.endpoints.region).cost or 0.0
+        cost = text_cost + output.image_tokens * rate / 1000
+        return Usage(output.total_tokens, 1, cost, "CNY")
+
+
+def _image_tokens(usage: object) -> int:
+    """Image and video tokens, where the answer names them; else 0.
+
+    ``image_tokens`` or ``input_tokens_details.image_tokens``: field names differ per model.
+    """
+    if not isinstance(usage, dict):
+        return 0
+    details = usage.get("input_tokens_details")
+    for value in (
+        usage.get("image_tokens"),
+        details.get("image_tokens") if isinstance(details, dict) else None,
+    ):
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return 0
 
 
 def _billed_tokens(usage: object, request_id: str | None) -> int:
