@@ -273,3 +273,27 @@ def test_summary_line_at_info_without_input_text(
     summaries = [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
     assert len(summaries) == 1 and "150 texts" in summaries[0] and "15 requests" in summaries[0]
     assert not any(t in summaries[0] for t in texts)
+
+
+def test_a_shared_budget_object_replaces_the_local_window(emulator: Emulator) -> None:
+    class Shared:
+        """What a fleet-wide budget (e.g. a Ray actor) looks like to the client."""
+
+        def __init__(self) -> None:
+            self.spent = 0
+            self.asked = 0
+
+        def wait_time(self, units: int = 1) -> float:
+            self.asked += 1
+            return 0.0
+
+        def spend(self, units: int = 1) -> None:
+            self.spent += units
+
+    requests, tokens = Shared(), Shared()
+    with DashScopeClient(
+        TEST_KEY, base_url=emulator.url, rpm_budget=requests, tpm_budget=tokens
+    ) as client:
+        result = client.embed_texts(corpus(95))
+    assert requests.spent == 10 == len(emulator.requests)
+    assert tokens.spent > 0 and tokens.spent >= result.usage.total_tokens // 2

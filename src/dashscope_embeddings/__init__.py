@@ -39,6 +39,7 @@ from dashscope_embeddings._inputs import (
     Text,
     Video,
 )
+from dashscope_embeddings._limiter import RateBudget, RateWindow
 from dashscope_embeddings._options import NOT_GIVEN, ClientOptions, ClientSettings, NotGiven
 from dashscope_embeddings._registry import MODELS, ModelSpec, get_model_spec, list_models
 from dashscope_embeddings._tokens import estimate_tokens
@@ -84,7 +85,9 @@ __all__ = [
     "PartialResult",
     "PermissionDeniedError",
     "QuotaExhaustedError",
+    "RateBudget",
     "RateLimitError",
+    "RateWindow",
     "ResponseValidationError",
     "ServerError",
     "SparseVector",

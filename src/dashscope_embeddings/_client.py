@@ -55,6 +55,7 @@ from dashscope_embeddings._fanout import (
 from dashscope_embeddings._limiter import (
     AsyncLimiter,
     ConcurrencyController,
+    RateBudget,
     RateWindow,
     SyncLimiter,
 )
@@ -143,7 +144,13 @@ class _ClientBase:
 
     settings: ClientSettings
 
-    def __init__(self, api_key: SecretStr | None, options: ClientOptions) -> None:
+    def __init__(
+        self,
+        api_key: SecretStr | None,
+        options: ClientOptions,
+        budgets: tuple[RateBudget | None, RateBudget | None] = (None, None),
+    ) -> None:
+        self._shared_budgets = budgets
         self._api_key = resolve_api_key(api_key)
         self.settings = validate_settings(options)
         self.endpoints = resolve_endpoints(
@@ -160,13 +167,14 @@ class _ClientBase:
 
     def _pacing(
         self,
-    ) -> tuple[ConcurrencyController, tuple[RateWindow | None, RateWindow | None]]:
+    ) -> tuple[ConcurrencyController, tuple[RateBudget | None, RateBudget | None]]:
         settings = self.settings
         controller = ConcurrencyController(
             settings.max_concurrency, adaptive=settings.adaptive_concurrency
         )
-        rpm = RateWindow(settings.rpm) if settings.rpm is not None else None
-        tpm = RateWindow(settings.tpm) if settings.tpm is not None else None
+        shared_rpm, shared_tpm = getattr(self, "_shared_budgets", (None, None))
+        rpm = shared_rpm or (RateWindow(settings.rpm) if settings.rpm is not None else None)
+        tpm = shared_tpm or (RateWindow(settings.tpm) if settings.tpm is not None else None)
         return controller, (rpm, tpm)
 
     @property
@@ -365,6 +373,10 @@ class DashScopeClient(_ClientBase):
         api_key: The key; defaults to ``DASHSCOPE_API_KEY``. Kept as a secret, never shown.
         http_client: Your own ``httpx.Client`` (proxies, custom TLS, tests). It is not closed
             by us, and its own timeout holds unless you also pass ``timeout``.
+        rpm_budget: A requests-per-minute budget shared with other processes (any object with
+            ``wait_time(units)`` and ``spend(units)``, e.g. one backed by a Ray actor); it
+            replaces the local ``rpm`` window.
+        tpm_budget: The same for (estimated) input tokens; replaces the local ``tpm`` window.
         **options: Any field of :class:`~dashscope_embeddings.ClientSettings`: ``region``,
             ``base_url``, ``workspace``, ``protocol``, ``max_retries``, ``timeout``,
             ``max_concurrency``, ``token_counter``.
@@ -378,11 +390,13 @@ class DashScopeClient(_ClientBase):
         api_key: str | SecretStr | None = None,
         *,
         http_client: httpx.Client | None = None,
+        rpm_budget: RateBudget | None = None,
+        tpm_budget: RateBudget | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
         secret = _secret(api_key)
         del api_key  # never a plain local in a frame a traceback could show
-        super().__init__(secret, options)
+        super().__init__(secret, options, (rpm_budget, tpm_budget))
         self._owns_http = http_client is None
         use_client_timeout = http_client is not None and not self.settings.timeout_given()
         self._http = http_client or httpx.Client(
@@ -802,11 +816,13 @@ class AsyncDashScopeClient(_ClientBase):
         api_key: str | SecretStr | None = None,
         *,
         http_client: httpx.AsyncClient | None = None,
+        rpm_budget: RateBudget | None = None,
+        tpm_budget: RateBudget | None = None,
         **options: Unpack[ClientOptions],
     ) -> None:
         secret = _secret(api_key)
         del api_key  # never a plain local in a frame a traceback could show
-        super().__init__(secret, options)
+        super().__init__(secret, options, (rpm_budget, tpm_budget))
         self._injected = http_client
         self._owns_states = True
         self._states: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopState] = (

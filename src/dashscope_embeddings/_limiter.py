@@ -19,11 +19,13 @@ import asyncio
 import collections
 import threading
 import time
+import typing
 
 __all__ = [
     "START_CONCURRENCY",
     "AsyncLimiter",
     "ConcurrencyController",
+    "RateBudget",
     "RateWindow",
     "SyncLimiter",
 ]
@@ -161,6 +163,21 @@ class AsyncLimiter:
     async def __aexit__(self, *exc_info: object) -> None:
         self._in_use -= 1
         self._wake()
+
+
+class RateBudget(typing.Protocol):
+    """A budget of requests or tokens that the client asks before sending.
+
+    :class:`RateWindow` is the local one; a budget shared by many processes (e.g. a Ray actor
+    handing out the account's quota) implements the same two methods and is passed to the
+    client as ``rpm_budget=`` / ``tpm_budget=``.
+    """
+
+    def wait_time(self, units: int = 1) -> float:
+        """Seconds until ``units`` fit (0: now). Reserves nothing."""
+
+    def spend(self, units: int = 1) -> None:
+        """Record ``units`` as spent now."""
 
 
 class RateWindow:

@@ -52,7 +52,7 @@ from dashscope_embeddings._errors import (
     ResponseValidationError,
     make_status_error,
 )
-from dashscope_embeddings._limiter import AsyncLimiter, RateWindow, SyncLimiter
+from dashscope_embeddings._limiter import AsyncLimiter, RateBudget, SyncLimiter
 from dashscope_embeddings._options import NOT_GIVEN, ClientSettings, NotGiven, RequestOptions
 from dashscope_embeddings._retry import (
     MAX_ATTEMPTS_PER_REQUEST,
@@ -245,7 +245,7 @@ class BaseTransport:
         settings: ClientSettings,
         usage: UsageTracker,
         use_client_timeout: bool,
-        rates: tuple[RateWindow | None, RateWindow | None] = (None, None),
+        rates: tuple[RateBudget | None, RateBudget | None] = (None, None),
     ) -> None:
         self.rates = rates
         self._rate_lock = threading.Lock()
