@@ -263,6 +263,7 @@ class _ClientBase:
             token_counter=self.settings.token_counter,
             extra_body=extra_body,
             long_text=long_text,
+            with_tokens=self._rates[1] is not None,  # a tpm budget needs each request's tokens
         )
 
     def _plan_multimodal(
