@@ -437,23 +437,6 @@ async def test_async_job_submits_waits_resubmits_and_joins(emu: Emulator, tmp_pa
     assert emu.batch.counters.batches_created == 2 and emu.batch.counters.lines_billed == 3
 
 
-def test_cookbook_bulk_load_runs_against_the_emulator() -> None:
-    script = Path(__file__).parents[1] / "cookbook" / "bulk_load.py"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DASHSCOPE_")}
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(script), "--count", "5000"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert time.monotonic() - started < 30
-    out = done.stdout
-    assert "the bundled emulator" in out and "Loaded 5,000 vectors of 256 dimensions" in out
-    hits = [line.split() for line in out.splitlines() if line.startswith("  0.")]
-    assert len(hits) == 3 and all("Waterproof boots for hikers" in " ".join(h) for h in hits)
 
 
 def test_a_batch_the_service_does_not_know_is_a_clear_state_error(
