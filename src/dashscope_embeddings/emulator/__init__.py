@@ -10,6 +10,21 @@ development and CI but says nothing about model quality. Model limits come from
 Embeddings come back in a deterministic order that is *not* the input order (for two or more
 texts): the service guarantees no order, so clients must sort by ``text_index`` / ``index``.
 
+Comments in the emulator's modules cite the service's public documentation as ``[ref N]``:
+
+* ref 0, 1, 4 — hosts, headers, the native text endpoint, models and limits:
+  https://www.alibabacloud.com/help/en/model-studio/text-embedding-synchronous-api
+* ref 2 — the OpenAI-compatible endpoint:
+  https://docs.qwencloud.com/api-reference/text-embedding/openai-embedding
+* ref 3 — the multimodal endpoint:
+  https://www.alibabacloud.com/help/en/model-studio/multimodal-embedding-api-reference
+* ref 5 — errors: https://www.alibabacloud.com/help/en/model-studio/error-code
+* ref 6 — rate limits: https://help.aliyun.com/zh/model-studio/rate-limit
+* ref 7a — asynchronous tasks: https://help.aliyun.com/zh/model-studio/text-embedding-batch-api
+* ref 7b — the Batch API: https://www.alibabacloud.com/help/en/model-studio/batch-inference
+* ref 8 — what the official SDK and the older integrations do (read from their source)
+* ref 10 — facts no public page confirms; the emulator's choice is stated where it is used
+
 For reliability and throughput tests it can misbehave on purpose: queued status faults
 (:meth:`Emulator.inject`), scripted wire and payload faults (:meth:`Emulator.inject_fault`:
 connection resets, truncated JSON, HTML gateway pages, duplicate / missing indices, short
@@ -445,7 +460,7 @@ class Emulator:
             per-minute quotas; shorter keeps tests fast).
         quota_retry_after: Add ``retry-after`` (whole seconds, rounded up) and
             ``retry-after-ms`` headers to quota 429s, telling when the window frees. The
-            service documents no such header (§6), so the default sends none.
+            service documents no such header ([ref 6]), so the default sends none.
 
     Raises:
         ValueError: If a setting is out of range.

@@ -1,6 +1,6 @@
 """The emulator's Starlette application: routing, validation, faults, quotas and error bodies.
 
-Written from the protocol reference (``dashscope-api.md`` §0-§2, §4-§6), not from the client:
+Written from the protocol reference ([ref 0]-[ref 2], [ref 4]-[ref 6]), not from the client:
 it rejects what the service rejects, with the service's status codes and JSON bodies. Every
 per-model fact (limits, dimensions, sparse / instruct / compatible-mode support, endpoint)
 comes from :mod:`dashscope_embeddings._registry`.
@@ -160,7 +160,7 @@ class ApiError(Exception):
         self.headers = headers or {}
 
     def body(self, protocol: Protocol, request_id: str) -> Json:
-        """The JSON error body of ``protocol`` (§5.1 native, §5.2 compatible)."""
+        """The JSON error body of ``protocol`` ([ref 5.1] native, [ref 5.2] compatible)."""
         if protocol == "native":
             body: Json = {"request_id": request_id}
             if self.code is not None:
@@ -169,7 +169,7 @@ class ApiError(Exception):
             return body
         error = {
             "message": self.compat_message,
-            "type": self.compat_code,  # §5.2: the observed body repeats the code as the type
+            "type": self.compat_code,  # [ref 5.2]: the observed body repeats the code as the type
             "param": None,
             "code": self.compat_code,
         }
@@ -182,13 +182,13 @@ def _bad_request(message: str) -> ApiError:
 
 
 def _algo_invalid(message: str, param: str = "input.contents") -> ApiError:
-    """A parameter rejected by the model service; compatible wording per §5.2."""
+    """A parameter rejected by the model service; compatible wording per [ref 5.2]."""
     compat = f"<400> InternalError.Algo.InvalidParameter: Value error, {message}: {param}"
     return ApiError(400, "InvalidParameter", message, compat_message=compat)
 
 
 def _model_not_found(model: str) -> ApiError:
-    # §5.3: native ModelNotFound; compatible model_not_found is [UNCONFIRMED], taken as is.
+    # [ref 5.3]: native ModelNotFound; compatible model_not_found is [UNCONFIRMED], taken as is.
     return ApiError(
         404,
         "ModelNotFound",
@@ -209,7 +209,7 @@ def _invalid_api_key() -> ApiError:
 
 
 def _throttled() -> ApiError:
-    # §5.3: the compatible code of Throttling.RateQuota is [UNCONFIRMED]; "limit_requests".
+    # [ref 5.3]: the compatible code of Throttling.RateQuota is [UNCONFIRMED]; "limit_requests".
     return ApiError(
         429,
         "Throttling.RateQuota",
@@ -219,7 +219,7 @@ def _throttled() -> ApiError:
 
 
 def _internal_error() -> ApiError:
-    # §5.3: the compatible code "internal_error" is [UNCONFIRMED].
+    # [ref 5.3]: the compatible code "internal_error" is [UNCONFIRMED].
     return ApiError(
         500,
         "InternalError",
@@ -229,7 +229,7 @@ def _internal_error() -> ApiError:
 
 
 def _allocation_quota() -> ApiError:
-    # §5.3: TPM / quota exceeded; compatible code "insufficient_quota". The message is not the
+    # [ref 5.3]: TPM / quota exceeded; compatible code "insufficient_quota". The message is not the
     # non-retryable "Free allocated quota exceeded." variant.
     return ApiError(
         429,
@@ -240,7 +240,7 @@ def _allocation_quota() -> ApiError:
 
 
 def _data_inspection_failed() -> ApiError:
-    # §5.3: native DataInspectionFailed; compatible data_inspection_failed is [UNCONFIRMED].
+    # [ref 5.3]: native DataInspectionFailed; compatible data_inspection_failed is [UNCONFIRMED].
     return ApiError(
         400,
         "DataInspectionFailed",
@@ -252,7 +252,7 @@ def _data_inspection_failed() -> ApiError:
 def inspect_texts(state: _ServerState, texts: list[str]) -> None:
     """Content inspection: reject the whole request when one text holds the marker word.
 
-    The service rejects a whole request for one inappropriate input (§5.3
+    The service rejects a whole request for one inappropriate input ([ref 5.3]
     ``DataInspectionFailed``); the emulator's stand-in for inappropriate content is the
     ``reject_marker`` substring (case-sensitive; ``None`` or empty disables the check).
 
@@ -269,7 +269,7 @@ def inspect_texts(state: _ServerState, texts: list[str]) -> None:
 
 
 def _quota_error(state: _ServerState, error: ApiError, wait: float) -> ApiError:
-    # §6: the service documents no Retry-After; only sent when asked for.
+    # [ref 6]: the service documents no Retry-After; only sent when asked for.
     if state.quota_retry_after:
         error.headers = {
             "retry-after": str(max(1, math.ceil(wait))),
@@ -838,11 +838,11 @@ def _resolve_model(body: Json, protocol: Protocol, async_header: bool) -> ModelS
         return spec
     if spec is None:
         raise _model_not_found(name)
-    if spec.endpoint == "multimodal":  # §3: a multimodal model on the text path
+    if spec.endpoint == "multimodal":  # [ref 3]: a multimodal model on the text path
         raise _bad_request("url error")
-    if spec.endpoint == "async_task" and not async_header:  # §5.3
+    if spec.endpoint == "async_task" and not async_header:  # [ref 5.3]
         raise ApiError(403, "AccessDenied", "current user api does not support synchronous calls")
-    if spec.endpoint == "text" and async_header:  # §5.3 "sync/async mode not allowed"
+    if spec.endpoint == "text" and async_header:  # [ref 5.3] "sync/async mode not allowed"
         raise ApiError(403, "AccessDenied", "current user api does not support asynchronous calls")
     if spec.endpoint == "async_task":
         raise ApiError(501, "NotImplemented", "The emulator does not run asynchronous tasks.")
@@ -866,7 +866,7 @@ def _analyze_texts(
     max_tokens = spec.max_tokens_per_input
     for analysis in analyses:
         if not 1 <= analysis.token_count <= max_tokens:
-            # §5.2: this wording is [UNCONFIRMED] for embeddings (it is the LLM endpoints').
+            # [ref 5.2]: this wording is [UNCONFIRMED] for embeddings (it is the LLM endpoints').
             raise _algo_invalid(f"Range of input length should be [1, {max_tokens}]")
     return texts, analyses
 
@@ -907,7 +907,7 @@ def _native_job(body: Json, async_header: bool) -> _Job:
         params = {}
     if not isinstance(params, dict):
         raise _bad_request("Parameter 'parameters' should be an object.")
-    # Unknown keys in `parameters` are ignored, as the service does (§1.1, §8.4).
+    # Unknown keys in `parameters` are ignored, as the service does ([ref 1.1], [ref 8.4]).
     output_type = _choice(params.get("output_type"), _OUTPUT_TYPES, "dense", "output_type")
     if output_type != "dense" and not spec.supports_sparse:
         raise _algo_invalid(
@@ -931,10 +931,10 @@ def _native_job(body: Json, async_header: bool) -> _Job:
 def _compatible_job(body: Json) -> _Job:
     spec = _resolve_model(body, "compatible", async_header=False)
     texts, analyses = _analyze_texts(body.get("input"), spec, "input")
-    # §2.1: S4 says "only float"; whether base64 is honoured is [UNCONFIRMED]. The emulator
+    # [ref 2.1]: S4 says "only float"; whether base64 is honoured is [UNCONFIRMED]. The emulator
     # honours it (the openai SDK sends base64 by default), so clients must decode both forms.
     encoding = _choice(body.get("encoding_format"), _ENCODINGS, "float", "encoding_format")
-    # §2.3: text_type / output_type / instruct are not documented here ([UNCONFIRMED]); like
+    # [ref 2.3]: text_type / output_type / instruct are not documented here ([UNCONFIRMED]); like
     # every other unknown key they are ignored, so vectors are always document vectors.
     return _Job(
         spec=spec,
@@ -957,7 +957,7 @@ def _order(n: int, seed: int, shuffle: bool) -> list[int]:
 
 def _extra_features(job: _Job) -> list[tuple[str, float]]:
     extra = [_lexical.marker_feature("text_type", job.text_type, _TEXT_TYPE_WEIGHT)]
-    # §1.1: instruct only takes effect for models that support it, with text_type=query; the
+    # [ref 1.1]: instruct only takes effect for models that support it, with text_type=query; the
     # service silently ignores it otherwise.
     if job.instruct and job.spec.supports_instruct and job.text_type == "query":
         extra.append(_lexical.marker_feature("instruct", job.instruct, _INSTRUCT_WEIGHT))
@@ -994,7 +994,7 @@ def _native_success(job: _Job, state: _ServerState, request_id: str) -> Json:
         item: Json = {}
         if job.output_type != "dense":
             item["sparse_embedding"] = _lexical.sparse_vector(job.analyses[i])
-        # §1.2: with output_type "sparse" it is [UNCONFIRMED] whether "embedding" is omitted or
+        # [ref 1.2]: with output_type "sparse" it is [UNCONFIRMED] whether "embedding" is omitted or
         # empty; the emulator omits it, the stricter choice for clients.
         if job.output_type != "sparse":
             item["embedding"] = _cached_dense(job, i, state)
@@ -1014,7 +1014,7 @@ def _compatible_success(job: _Job, state: _ServerState, request_id: str) -> Json
         embedding = vector.base64() if job.encoding == "base64" else vector
         data.append({"embedding": embedding, "index": i, "object": "embedding"})
     total = _total_tokens(job)
-    # §2.2: the success body carries the request id as "id" only (errors carry both keys).
+    # [ref 2.2]: the success body carries the request id as "id" only (errors carry both keys).
     return {
         "data": data,
         "model": job.spec.name,
@@ -1029,7 +1029,7 @@ def _total_tokens(job: _Job) -> int:
 
 
 def _authorized(request: Request, api_key: str | None) -> bool:
-    # Only `Authorization: Bearer <key>` (§0.2); X-DashScope-ApiKey is documented for the
+    # Only `Authorization: Bearer <key>` ([ref 0.2]); X-DashScope-ApiKey is documented for the
     # multimodal endpoint only, so it is not accepted here.
     scheme, _, key = request.headers.get("authorization", "").strip().partition(" ")
     key = key.strip()

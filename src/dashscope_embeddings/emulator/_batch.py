@@ -1,6 +1,6 @@
 """The emulator's files, Batch API and asynchronous task endpoints, and their controller.
 
-Served here (dashscope-api.md §7a, §7b), all behind ``Authorization: Bearer`` except the
+Served here ([ref 7a], [ref 7b]), all behind ``Authorization: Bearer`` except the
 result link of a task, which stands in for a signed OSS URL:
 
 * ``/compatible-mode/v1/files[/{id}[/content]]``: upload, list, get, download, delete
@@ -80,7 +80,7 @@ async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:
 def create_task(
     state: _ServerState, body: Json, *, async_header: bool, request_id: str
 ) -> tuple[int, Json, dict[str, str]] | None:
-    """Answer the create call of an asynchronous task (§7a), for the native text path.
+    """Answer the create call of an asynchronous task ([ref 7a]), for the native text path.
 
     Returns ``None`` unless ``async_header`` (``X-DashScope-Async: enable``) is set and
     ``body["model"]`` is an ``async_task`` model, so the text path goes on as before; otherwise

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible Batch API (dashscope-api.md §7b, steps 3-5).
+"""The OpenAI-compatible Batch API ([ref 7b], steps 3-5).
 
 * ``POST /compatible-mode/v1/batches``: ``input_file_id``, ``endpoint`` ``/v1/embeddings``,
   ``completion_window`` ``"24h"`` .. ``"336h"`` (whole hours), optional ``metadata``.
@@ -68,7 +68,7 @@ Json = dict[str, Any]
 
 BATCHES_PATH = "/compatible-mode/v1/batches"
 ENDPOINT = "/v1/embeddings"
-# §7b: 24h..336h is [UNCONFIRMED]; whole hours only.
+# [ref 7b]: 24h..336h is [UNCONFIRMED]; whole hours only.
 MIN_WINDOW_HOURS = 24
 MAX_WINDOW_HOURS = 336
 _WINDOW_RE = re.compile(r"^([0-9]+)h$")

@@ -1,4 +1,4 @@
-"""The OpenAI-compatible files endpoints (dashscope-api.md §7b, steps 2 and 5).
+"""The OpenAI-compatible files endpoints ([ref 7b], steps 2 and 5).
 
 * ``POST /compatible-mode/v1/files``: ``multipart/form-data`` with ``file`` and
   ``purpose=batch``; answers the OpenAI file object.
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 __all__ = ["BATCH_LINE_URLS", "FILES_PATH", "handle"]
 
 FILES_PATH = "/compatible-mode/v1/files"
-# §7b / S8: the line URLs the Batch API documents (embeddings, chat, and the test model's).
+# [ref 7b] / S8: the line URLs the Batch API documents (embeddings, chat, and the test model's).
 BATCH_LINE_URLS = ("/v1/embeddings", "/v1/chat/completions", "/v1/chat/ds-test")
 
 

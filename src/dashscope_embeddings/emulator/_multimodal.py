@@ -1,15 +1,15 @@
-"""The emulator's multimodal embedding endpoint (``dashscope-api.md`` §0, §3, §5).
+"""The emulator's multimodal embedding endpoint ([ref 0], [ref 3], [ref 5]).
 
 ``POST /api/v1/services/embeddings/multimodal-embedding/multimodal-embedding`` with
 ``{"model", "input": {"contents": [...]}, "parameters": {...}}``. Only registry models with
 ``endpoint == "multimodal"`` are served; every limit (content items, images per item, image
 bytes, text tokens, dimensions, fusion mode, instruct) comes from
-:mod:`dashscope_embeddings._registry`, the accepted formats from §3.1.
+:mod:`dashscope_embeddings._registry`, the accepted formats from [ref 3.1].
 
 Order of processing, as on the text endpoints: wrong method (405) -> queued fault (FIFO) ->
 authentication -> in-flight limit (429) -> latency -> random ``InternalError`` -> body
 validation -> vectors. Every error body has the native shape ``{"request_id", "code",
-"message"}`` (§5.1); message wordings other than "url error" and the batch-size message are
+"message"}`` ([ref 5.1]); message wordings other than "url error" and the batch-size message are
 [UNCONFIRMED] and chosen to name the offending field.
 
 Vectors (deterministic, L2-normalised, float32-representable, seeded by the model name):
@@ -70,10 +70,10 @@ Json = dict[str, Any]
 
 _LEGACY_MODEL = "multimodal-embedding-one-peace-v1"
 _MODALITY_KEYS = ("text", "image", "video", "multi_images", "audio")
-# §3.2: the `type` string of a fused vector is [UNCONFIRMED]; "fusion" is used. A multi_images
+# [ref 3.2]: the `type` string of a fused vector is [UNCONFIRMED]; "fusion" is used. A multi_images
 # item reports its key, "multi_images" (also [UNCONFIRMED]).
 _FUSION_TYPE = "fusion"
-# §3.1 "Supported fusion combos" of the -2026-03-06 snapshots (several keys in one item).
+# [ref 3.1] "Supported fusion combos" of the -2026-03-06 snapshots (several keys in one item).
 _SAME_OBJECT_COMBOS = frozenset(
     {
         frozenset({"text", "image"}),
@@ -83,7 +83,7 @@ _SAME_OBJECT_COMBOS = frozenset(
     }
 )
 
-# §3.1 accepted formats. qwen*-vl: JPEG PNG WEBP BMP TIFF ICO DIB ICNS SGI; every other model
+# [ref 3.1] accepted formats. qwen*-vl: JPEG PNG WEBP BMP TIFF ICO DIB ICNS SGI; every other model
 # (tongyi-embedding-vision-*, multimodal-embedding-v1): JPG PNG BMP. The legacy one-peace model
 # has no documented list; it gets the stricter "other models" set.
 _QWEN_VL_IMAGE_FORMATS = frozenset(
@@ -136,7 +136,7 @@ _MAX_IMAGE_TOKENS = 1280
 _UNKNOWN_IMAGE_TOKENS = 1024
 _ASSUMED_VIDEO_SECONDS = 10
 _TOKENS_PER_FRAME = 256
-_MAX_VIDEO_FRAMES = 64  # §3.1: max_video_frames "int <= 64" (snapshot models)
+_MAX_VIDEO_FRAMES = 64  # [ref 3.1]: max_video_frames "int <= 64" (snapshot models)
 
 _IDENTITY_FEATURES = 16
 _IDENTITY_WEIGHT = 1.0 / math.sqrt(_IDENTITY_FEATURES)  # the identity part has norm 1
@@ -159,7 +159,7 @@ async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:
         raw: The request body.
 
     Returns:
-        A JSON response: 200 with embeddings, or an error in the native shape (§5.1).
+        A JSON response: 200 with embeddings, or an error in the native shape ([ref 5.1]).
     """
     request_id: str = request.state.request_id
     try:
@@ -196,7 +196,7 @@ async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:
 
 
 def _key_accepted(request: Request, api_key: str | None) -> bool:
-    # §0.2: `Authorization: Bearer <key>`, or `X-DashScope-ApiKey: <key>` (documented for this
+    # [ref 0.2]: `Authorization: Bearer <key>`, or `X-DashScope-ApiKey: <key>` (documented for this
     # endpoint). Which one wins when both are sent is [UNCONFIRMED]: an Authorization header,
     # when present, decides on its own; X-DashScope-ApiKey is consulted only without one.
     if "authorization" in request.headers:
@@ -279,7 +279,7 @@ def _parse_request(raw: bytes, request: Request) -> _Job:
     dimension = _dimension(spec, params.get("dimension"))
     output_type = params.get("output_type")
     if output_type is not None and output_type != "dense":
-        # §3.1: "currently only `dense` is supported".
+        # [ref 3.1]: "currently only `dense` is supported".
         raise _algo_invalid(
             f"output_type is invalid, only dense is supported: {output_type!r}.",
             "parameters.output_type",
@@ -289,8 +289,8 @@ def _parse_request(raw: bytes, request: Request) -> _Job:
     # Parameters that do not apply to the model (enable_fusion off qwen3-vl-embedding, instruct
     # where the registry has no supports_instruct, fps without video, res_level and
     # max_video_frames off the snapshots, auto_truncation off one-peace) are IGNORED, not
-    # rejected: §1.1 and §8.4 show the service silently ignoring parameters it does not use
-    # (llama-index's nested "kwargs"), and §3.1 phrases them as "applies to". A client learns
+    # rejected: [ref 1.1] and [ref 8.4] show the service silently ignoring parameters it does not use
+    # (llama-index's nested "kwargs"), and [ref 3.1] phrases them as "applies to". A client learns
     # that fusion did not happen from the shape of the answer (several vectors, not one).
     fused = spec.fusion == "only"
     if spec.fusion == "optional":
@@ -301,7 +301,7 @@ def _parse_request(raw: bytes, request: Request) -> _Job:
         if value is not None and not isinstance(value, str):
             raise _bad_request("Parameter 'instruct' should be a string.")
         instruct = value or None
-    fps = 1.0  # §3.1 default
+    fps = 1.0  # [ref 3.1] default
     if "video" in spec.modalities and params.get("fps") is not None:
         fps = _fps(params["fps"])
     max_frames = _MAX_VIDEO_FRAMES
@@ -324,9 +324,9 @@ def _resolve_model(name: Any) -> ModelSpec:
         raise _bad_request("Model not specified.")
     spec = MODELS.get(name)
     if spec is None:
-        raise ApiError(404, "ModelNotFound", "Model not exist.")  # §5.3
+        raise ApiError(404, "ModelNotFound", "Model not exist.")  # [ref 5.3]
     if spec.endpoint != "multimodal":
-        # §3: "sending a text-embedding model here fails with HTTP 400 'url error'".
+        # [ref 3]: "sending a text-embedding model here fails with HTTP 400 'url error'".
         raise _bad_request("url error")
     return spec
 
@@ -392,11 +392,11 @@ def _parse_contents(inp: Any, context: _Context) -> tuple[_Item, ...]:
         raise _algo_invalid("batch size is invalid, it should not be smaller than 1.")
     limit = spec.max_batch_size
     if len(contents) > limit:
-        # §5.2 wording (confirmed for compatible mode; the native variant is [UNCONFIRMED]).
+        # [ref 5.2] wording (confirmed for compatible mode; the native variant is [UNCONFIRMED]).
         raise _algo_invalid(f"batch size is invalid, it should not be larger than {limit}.")
     items = tuple(_parse_item(value, i, context) for i, value in enumerate(contents))
     if spec.max_images_per_input is None:
-        # §3.3 qwen3-vl-embedding: "images, texts, videos, fusion objects share the cap", so
+        # [ref 3.3] qwen3-vl-embedding: "images, texts, videos, fusion objects share the cap", so
         # every image of a multi_images item counts as one element of the request.
         elements = sum(len(part.atoms) for item in items for part in item.parts)
         if elements > limit:
@@ -405,7 +405,7 @@ def _parse_contents(inp: Any, context: _Context) -> tuple[_Item, ...]:
                 f"(content elements, counting each image of multi_images: {elements})"
             )
     if spec.fusion == "only" and spec.name != _LEGACY_MODEL:
-        # §3.3 qwen2.5-vl-embedding: "each type at most once per request".
+        # [ref 3.3] qwen2.5-vl-embedding: "each type at most once per request".
         seen: set[str] = set()
         for i, item in enumerate(items):
             modality = item.parts[0].modality
@@ -490,10 +490,10 @@ def _text_atom(value: Any, where: str, context: _Context) -> _Atom:
     limit = context.spec.max_tokens_per_input
     analysis = _lexical.analyze(value)
     if analysis.token_count > limit and context.auto_truncation:
-        # §3.1 one-peace auto_truncation: cut the text instead of failing.
+        # [ref 3.1] one-peace auto_truncation: cut the text instead of failing.
         analysis = _lexical.analyze(" ".join(_lexical.tokenize(value)[:limit]))
     if not 1 <= analysis.token_count <= limit:
-        # Same wording as the text endpoints ([UNCONFIRMED] for embeddings, §5.2). The registry
+        # Same wording as the text endpoints ([UNCONFIRMED] for embeddings, [ref 5.2]). The registry
         # notes an older page saying multimodal-embedding-v1 truncates; the emulator rejects.
         raise _algo_invalid(f"Range of input length should be [1, {limit}]", where)
     return _Atom(weights=analysis.weights, text_tokens=analysis.token_count)
@@ -527,7 +527,7 @@ def _url(value: Any, where: str, context: _Context, kind: str) -> tuple[str, str
             where,
         )
     if scheme == "oss" and not context.oss_resolve:
-        # §0.2: oss:// inputs need `X-DashScope-OssResourceResolve: enable`.
+        # [ref 0.2]: oss:// inputs need `X-DashScope-OssResourceResolve: enable`.
         raise _algo_invalid(
             "oss:// URLs need the header X-DashScope-OssResourceResolve: enable.", where
         )
@@ -567,7 +567,7 @@ def _image_atom(value: Any, where: str, context: _Context) -> _Atom:
 def _video_atom(value: Any, where: str, context: _Context) -> _Atom:
     spec = context.spec
     if isinstance(value, str) and value[:5].lower() == "data:":
-        raise _algo_invalid("video only accepts a public URL, not a data URI (§3.1).", where)
+        raise _algo_invalid("video only accepts a public URL, not a data URI ([ref 3.1]).", where)
     path, extension = _url(value, where, context, "video")
     formats = _QWEN_VL_VIDEO_FORMATS if _is_qwen_vl(spec) else _OTHER_VIDEO_FORMATS
     found = _VIDEO_EXTENSIONS.get(extension) or _IMAGE_EXTENSIONS.get(extension)
@@ -868,7 +868,7 @@ def _atom_vector(atom: _Atom, job: _Job) -> list[float]:
             for k in range(_IDENTITY_FEATURES)
         )
     if job.instruct:
-        # §3.1: instruct is a task instruction for the whole request; it nudges every vector.
+        # [ref 3.1]: instruct is a task instruction for the whole request; it nudges every vector.
         extra.append(_lexical.marker_feature("instruct", job.instruct, _INSTRUCT_WEIGHT))
     analysis = _lexical.Analysis(token_count=0, weights=atom.weights)
     return _lexical.dense_vector(
@@ -890,7 +890,7 @@ def _usage(job: _Job) -> Json:
     image = sum(a.image_tokens for a in atoms)
     video = sum(a.video_tokens for a in atoms)
     if job.spec.name.startswith("tongyi-embedding-vision"):
-        # §3.2 (S6): input_tokens (text + media combined), input_tokens_details,
+        # [ref 3.2] (S6): input_tokens (text + media combined), input_tokens_details,
         # output_tokens, total_tokens. The keys inside input_tokens_details are [UNCONFIRMED];
         # video frames are billed as image tokens there.
         total = text + image + video
@@ -900,7 +900,7 @@ def _usage(job: _Job) -> Json:
             "output_tokens": 0,
             "total_tokens": total,
         }
-    # §3.2, multimodal-embedding-v1 / qwen*-vl (and, [UNCONFIRMED], one-peace):
+    # [ref 3.2], multimodal-embedding-v1 / qwen*-vl (and, [UNCONFIRMED], one-peace):
     # input_tokens (everything), image_tokens (images only), image_count, and duration (video
     # seconds) only when a video was sent.
     usage: Json = {
@@ -918,7 +918,7 @@ def _answer(job: _Job, state: _ServerState, request_id: str) -> Json:
     vectors = [_item_vector(item, job) for item in job.items]
     usage = _usage(job)
     if job.spec.name == _LEGACY_MODEL:
-        # §3.2: one-peace returns a single fused vector at output.embedding (not a list).
+        # [ref 3.2]: one-peace returns a single fused vector at output.embedding (not a list).
         fused = _normalized(vectors, [item.factor for item in job.items])
         return {"output": {"embedding": fused}, "usage": usage, "request_id": request_id}
     if job.fused:

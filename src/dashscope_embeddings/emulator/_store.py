@@ -48,7 +48,7 @@ Json = dict[str, Any]
 _EXTENSION_KEY = "batch"
 _MB = 1024 * 1024
 
-# dashscope-api.md §7b marks Alibaba's limits [UNCONFIRMED]; the figures "believed" there.
+# [ref 7b] marks Alibaba's limits [UNCONFIRMED]; the figures "believed" there.
 DEFAULT_MAX_LINES_PER_FILE = 50_000
 DEFAULT_MAX_FILE_BYTES = 500 * _MB
 DEFAULT_MAX_LINE_BYTES = 6 * _MB
@@ -76,7 +76,7 @@ class StoredFile:
     lines: tuple[InputLine, ...] = ()
 
     def to_json(self) -> Json:
-        """The OpenAI file object (§7b step 2)."""
+        """The OpenAI file object ([ref 7b] step 2)."""
         return {
             "id": self.id,
             "object": "file",
@@ -138,7 +138,7 @@ class Batch:
 
 @dataclass
 class Task:
-    """An asynchronous text-embedding task (§7a)."""
+    """An asynchronous text-embedding task ([ref 7a])."""
 
     id: str
     model: str

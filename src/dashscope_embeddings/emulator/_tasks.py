@@ -1,8 +1,8 @@
-"""Asynchronous text-embedding tasks: text-embedding-async-v1 / -v2 (dashscope-api.md §7a).
+"""Asynchronous text-embedding tasks: text-embedding-async-v1 / -v2 ([ref 7a]).
 
 * :func:`create_task` answers the create call (``POST .../text-embedding/text-embedding`` with
   ``X-DashScope-Async: enable``); the text path calls it, this module does not serve that path.
-* ``GET /api/v1/tasks/{task_id}``: the task; an unknown id is HTTP 200 ``UNKNOWN`` (§7a).
+* ``GET /api/v1/tasks/{task_id}``: the task; an unknown id is HTTP 200 ``UNKNOWN`` ([ref 7a]).
 * ``POST /api/v1/tasks/{task_id}/cancel``: only a ``PENDING`` task can be cancelled.
 * ``GET /api/v1/tasks?page_no=&page_size=&status=&model_name=&start_time=&end_time=``: a flat
   page (not wrapped in ``output``).
@@ -16,7 +16,7 @@ with ``d`` the configured delay: ``PENDING`` until ``0.25 d``, ``RUNNING`` until
 ``SUCCEEDED`` (or ``FAILED``). Vectors are those of the native text endpoint for the same model,
 ``text_type`` and text. The result file is gzip'd JSON lines, one
 ``{"embedding": [...], "text_index": i}`` per input line, in a deterministic non-input order
-(the format is [UNCONFIRMED] in §7a). Times are ``YYYY-MM-DD HH:MM:SS.mmm`` in UTC+8.
+(the format is [UNCONFIRMED] in [ref 7a]). Times are ``YYYY-MM-DD HH:MM:SS.mmm`` in UTC+8.
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ TASKS_PATH = "/api/v1/tasks"
 RESULT_PREFIX = "/oss/dashscope-result/"
 _RESULT_NAME = "result.txt.gz"
 _PENDING_END = 0.25
-_LINK_TTL_S = 24 * 3600.0  # expiry of the result link: [UNCONFIRMED] (§7a)
+_LINK_TTL_S = 24 * 3600.0  # expiry of the result link: [UNCONFIRMED] ([ref 7a])
 _TZ = datetime.timezone(datetime.timedelta(hours=8))  # the service's Beijing time
 _DEFAULT_PAGE_SIZE = 10
 _MAX_PAGE_SIZE = 100
@@ -205,7 +205,7 @@ def _task_output(store: Store, task: Task, status: str, request: Request) -> tup
         )
         usage = {"total_tokens": task.tokens}
     if status == "FAILED" and task.failure is not None:
-        # §7a: the location of code / message of a failed task is [UNCONFIRMED]; in output.
+        # [ref 7a]: the location of code / message of a failed task is [UNCONFIRMED]; in output.
         output["code"], output["message"] = task.failure
     return output, usage
 
