@@ -289,7 +289,8 @@ def _parse_request(raw: bytes, request: Request) -> _Job:
     # Parameters that do not apply to the model (enable_fusion off qwen3-vl-embedding, instruct
     # where the registry has no supports_instruct, fps without video, res_level and
     # max_video_frames off the snapshots, auto_truncation off one-peace) are IGNORED, not
-    # rejected: [ref 1.1] and [ref 8.4] show the service silently ignoring parameters it does not use
+    # rejected: [ref 1.1] and [ref 8.4] show the service silently ignoring parameters it does
+    # not use
     # (llama-index's nested "kwargs"), and [ref 3.1] phrases them as "applies to". A client learns
     # that fusion did not happen from the shape of the answer (several vectors, not one).
     fused = spec.fusion == "only"
