@@ -66,8 +66,8 @@ try:
         FAULT_KINDS,
         FaultKind,
         _ScriptedFault,
-        create_app,
     )
+    from dashscope_embeddings.emulator._router import create_app
 except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environment
     if exc.name not in ("starlette", "uvicorn"):
         raise

@@ -56,7 +56,6 @@ import random
 import re
 import struct
 import threading
-import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -64,10 +63,8 @@ from http import HTTPStatus
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal
 
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from dashscope_embeddings._registry import MODELS, ModelSpec
@@ -84,7 +81,6 @@ __all__ = [
     "EmulatorResponse",
     "FaultKind",
     "admit",
-    "create_app",
     "inspect_texts",
     "render_json",
     "wrap_response",
@@ -1071,96 +1067,3 @@ def _text_answer(
         return admission.respond(200, payload)
     except ApiError as error:
         return admission.error(error)
-
-
-class _Endpoint:
-    """ASGI endpoint for every path and method (a class, so the route accepts any method).
-
-    The text endpoints are served here; each other endpoint family (multimodal, files and
-    batches, asynchronous tasks) lives in a module of its own exposing
-    ``matches(path) -> bool`` and ``async handle(state, request, raw_body) -> Response``.
-    Every request counts in the emulator's statistics (in flight from arrival until its
-    response has been sent).
-    """
-
-    def __init__(self, state: _ServerState) -> None:
-        self._state = state
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        state = self._state
-        request = Request(scope, receive)
-        state.request_started(request.url.path)
-        try:
-            await self._serve(request, scope, receive, send)
-        finally:
-            state.request_finished()
-
-    async def _serve(self, request: Request, scope: Scope, receive: Receive, send: Send) -> None:
-        state = self._state
-        request_id = str(uuid.uuid4())
-        request.state.request_id = request_id
-        raw = await request.body()
-        parsed = _parse_json(raw)
-        path = request.url.path
-        for family in _families():
-            if family.matches(path):
-                response: Response = await family.handle(state, request, raw)
-                await self._send(request, response, parsed, scope, receive, send)
-                return
-        protocol: Protocol = "compatible" if path.startswith("/compatible-mode/") else "native"
-        try:
-            if path not in (NATIVE_TEXT_PATH, COMPATIBLE_PATH):
-                raise ApiError(404, "NotFound", f"Not found: {path}", compat_code="not_found")
-            if request.method != "POST":
-                raise ApiError(
-                    405,
-                    "MethodNotAllowed",
-                    f"Method {request.method} is not allowed; use POST.",
-                    compat_code="method_not_allowed",
-                    headers={"allow": "POST"},
-                )
-        except ApiError as error:
-            body = render_json(error.body(protocol, request_id))
-            response = _finish(state, error.status, body, error.headers, None)
-            await self._send(request, response, parsed, scope, receive, send)
-            return
-        admission = await admit(state, request, protocol)
-        async with admission:  # the in-flight slot is held until the response has been sent
-            if admission.response is not None:
-                response = admission.response
-            else:
-                response = _text_answer(state, request, admission, parsed)
-            await self._send(request, response, parsed, scope, receive, send)
-
-    async def _send(
-        self,
-        request: Request,
-        response: Response,
-        parsed: tuple[bool, Any],
-        scope: Scope,
-        receive: Receive,
-        send: Send,
-    ) -> None:
-        state = self._state
-        response = wrap_response(state, response)
-        dropped = isinstance(response, EmulatorResponse) and response.reset
-        if not dropped:
-            response.headers["x-request-id"] = request.state.request_id
-        status = 0 if dropped else response.status_code
-        state.record(request.method, request.url.path, request.headers.raw, parsed[1], status)
-        await response(scope, receive, send)
-
-
-def _families() -> tuple[Any, ...]:
-    from dashscope_embeddings.emulator import _batch, _multimodal
-
-    return (_multimodal, _batch)
-
-
-def create_app(state: _ServerState) -> Starlette:
-    """Build the ASGI application serving both embedding protocols from ``state``.
-
-    Every request is answered with JSON (unknown paths 404, wrong methods 405) and recorded in
-    ``state`` just before its response is sent.
-    """
-    return Starlette(routes=[Route("/{path:path}", _Endpoint(state))])
