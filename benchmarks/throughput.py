@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
+import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -258,17 +259,19 @@ def section_main(args: argparse.Namespace, scratch: Path, report: dict[str, Any]
         if np.isnan(reference).any():
             raise SystemExit("the reference loop returned incomplete vectors")
         ours = [(label, runner.run(key)) for key, label in OURS if key in args.paths]
-        again = runner.run("reference", tag="_again")
-        reference_runs = [first["elapsed_s"], again["elapsed_s"]]
-        reference_s = statistics.mean(reference_runs)
-        peers = []
-        if not args.no_peers:
-            peers = [(label, runner.run(key)) for key, label in PEER_PATHS if key in args.paths]
         cap_rows = []
         for key in ("core_sync", "core_async"):
             if key in args.paths:
                 cap_rows.append((key, runner.run(key, options={"max_concurrency": 64}, tag="_64")))
-    results = [(f"{REFERENCE_LABEL} (first)", first), (f"{REFERENCE_LABEL} (again)", again)]
+        again = runner.run("reference", tag="_again")
+        peers = []
+        if not args.no_peers:
+            peers = [(label, runner.run(key)) for key, label in PEER_PATHS if key in args.paths]
+        last = runner.run("reference", tag="_last")
+    references = [("first", first), ("after ours", again), ("last", last)]
+    reference_runs = [r["elapsed_s"] for _, r in references if "error" not in r]
+    reference_s = statistics.median(reference_runs)
+    results = [(f"{REFERENCE_LABEL} ({when})", r) for when, r in references]
     results += ours + peers
     for _, r in results + [(k, r) for k, r in cap_rows]:
         if "error" not in r:
@@ -276,10 +279,17 @@ def section_main(args: argparse.Namespace, scratch: Path, report: dict[str, Any]
                 compare(reference, Path(r["out"])) if not r.get("timed_out") else "no: timed out"
             )
     lines.append(main_table(results, reference_s, bound, args))
+    spread = max(reference_runs) / min(reference_runs) - 1
     lines += [
         "",
-        f"Reference wall time: {reference_runs[0]:.2f} s before our runs, "
-        f"{reference_runs[1]:.2f} s after; ratios use their mean, {reference_s:.2f} s.",
+        "Reference wall times: "
+        + ", ".join(f"{r['elapsed_s']:.2f} s {when}" for when, r in references if "error" not in r)
+        + f"; ratios use their median, {reference_s:.2f} s."
+        + (
+            f" They spread by {spread:.0%}: the machine was busy, re-run on a quiet one."
+            if spread > 0.10
+            else ""
+        ),
         "",
     ]
     report["main"] = {label: r for label, r in results}
@@ -505,21 +515,21 @@ def main() -> int:
     scratch = h.scratch_dir()
     report: dict[str, Any] = {"machine": h.machine_line()}
     lines = [f"Machine: {report['machine']}", ""]
-    if "main" not in skip:
-        lines += section_main(args, scratch, report)
-    if "cpu" not in skip:
-        lines += section_cpu(args, scratch, report)
-    if "stream" not in skip:
-        lines += section_stream(args, report)
+    try:
+        if "main" not in skip:
+            lines += section_main(args, scratch, report)
+        if "cpu" not in skip:
+            lines += section_cpu(args, scratch, report)
+        if "stream" not in skip:
+            lines += section_stream(args, report)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     text = "\n".join(lines)
     print(text)
     if args.markdown:
         args.markdown.write_text(text + "\n")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1, default=str))
-    for file in scratch.glob("*.npy"):
-        file.unlink()
-    scratch.rmdir()
     return 0
 
 
