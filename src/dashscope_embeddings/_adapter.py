@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import difflib
 import hashlib
+import json
 import threading
 import typing
 from collections.abc import Mapping, Sequence
@@ -32,6 +33,7 @@ from dashscope_embeddings._config import (
 )
 from dashscope_embeddings._errors import ConfigurationError, InvalidInputError
 from dashscope_embeddings._inputs import Text
+from dashscope_embeddings._memo import Half, HalvesMemo, Handoff, Settings
 from dashscope_embeddings._options import ClientSettings
 from dashscope_embeddings._registry import ModelSpec, get_model_spec, list_models
 from dashscope_embeddings._types import EmbeddingResult, PartialResult, TextType, Usage
@@ -42,6 +44,7 @@ from dashscope_embeddings.resources.text import check_options
 __all__ = ["AdapterSettings"]
 
 _CLIENT_FIELDS = tuple(ClientSettings.model_fields)
+_HALVES_LOCK = threading.Lock()  # makes each object's HalvesMemo once
 
 
 class _Runtime:
@@ -252,6 +255,8 @@ class AdapterSettings(ClientSettings):
             return []
         if self._spec().endpoint == "multimodal":
             return self._embed_media([Text(t) for t in texts], query=query)
+        if self._paired():  # a sparse sibling shares one request per text (see below)
+            return self._embed_half(texts, query=query, want="dense", progress=progress).dense()
         result: EmbeddingResult = self._sync_client().embed_texts(
             texts, on_error="raise", progress=progress or None, **self._call_kwargs(query)
         )
@@ -265,6 +270,9 @@ class AdapterSettings(ClientSettings):
             return []
         if self._spec().endpoint == "multimodal":
             return await self._aembed_media([Text(t) for t in texts], query=query)
+        if self._paired():  # a sparse sibling shares one request per text (see below)
+            handoff = await self._aembed_half(texts, query=query, want="dense", progress=progress)
+            return handoff.dense()
         client = self._async_client()
         result = await client.embed_texts(
             texts, on_error="raise", progress=progress or None, **self._call_kwargs(query)
@@ -320,6 +328,100 @@ class AdapterSettings(ClientSettings):
             client, runtime.aclient, runtime.aclient_key = runtime.aclient, None, None
         if client is not None:
             await client.aclose()
+
+    # --- sparse siblings (issue 10): one dense&sparse request feeds both halves ---------------
+    # A sparse object made by ``from_dense`` shares this object's settings, clients, usage and
+    # a HalvesMemo (_memo.py). Once it exists, a dense call asks for dense&sparse and leaves the
+    # sparse half there for the sibling, and the sibling does the reverse, so a hybrid store
+    # pays once per text whichever half it asks for first.
+
+    _halves_memo: HalvesMemo | None = PrivateAttr(default=None)
+
+    def _share_halves(self) -> HalvesMemo:
+        """The memo shared with sparse siblings, made by the first ``from_dense``."""
+        self._check_sparse()
+        with _HALVES_LOCK:
+            if self._halves_memo is None:
+                self._halves_memo = HalvesMemo()
+            return self._halves_memo
+
+    def _check_sparse(self) -> None:
+        """Refuse, before sending, a model or protocol without sparse output."""
+        spec = self._spec()
+        if spec.endpoint != "text" or not spec.supports_sparse:
+            models = ", ".join(s.name for s in list_models("text") if s.supports_sparse)
+            raise InvalidInputError(f"{spec.name} has no sparse output; models with it: {models}")
+        doc_type, query_type = self._sides()
+        for text_type, instruct in ((doc_type, None), (query_type, self.instruct)):
+            check_options(
+                spec,
+                dimension=self.dimension,
+                text_type=text_type,
+                output_type="sparse",
+                instruct=instruct,
+                protocol=self.protocol,
+            )
+
+    def _paired(self) -> bool:
+        """Whether dense calls feed a sparse sibling (one exists, and the model has sparse)."""
+        if self._halves_memo is None or self.protocol != "native":
+            return False
+        spec = self._spec()
+        return spec.endpoint == "text" and spec.supports_sparse
+
+    def _halves_settings(self, kwargs: Mapping[str, typing.Any]) -> Settings:
+        extra = kwargs["extra_body"]
+        return (
+            kwargs["model"].name,
+            kwargs["dimension"],
+            kwargs["text_type"],
+            kwargs["instruct"],
+            json.dumps(extra, sort_keys=True, default=repr) if extra else None,
+        )
+
+    def _start_half(
+        self, texts: Sequence[str], query: bool, want: Half
+    ) -> tuple[Handoff, dict[str, typing.Any]]:
+        if want == "sparse":
+            self._check_sparse()
+        kwargs = self._call_kwargs(query)
+        memo = self._halves_memo if self._paired() else None
+        return Handoff(memo, want, self._halves_settings(kwargs), texts), kwargs
+
+    def _embed_half(
+        self, texts: Sequence[str], *, query: bool, want: Half, progress: bool = False
+    ) -> Handoff:
+        """One half of ``texts``: what the memo holds, the rest fetched (both halves if paired)."""
+        handoff, kwargs = self._start_half(texts, query, want)
+        if handoff.missing:
+            result: EmbeddingResult = self._sync_client().embed_texts(
+                handoff.missing,
+                on_error="raise",
+                progress=progress or None,
+                output_type=handoff.output_type,
+                **kwargs,
+            )
+            self._runtime().usage.add(result.usage)
+            handoff.fill(result)
+        return handoff
+
+    async def _aembed_half(
+        self, texts: Sequence[str], *, query: bool, want: Half, progress: bool = False
+    ) -> Handoff:
+        """Async :meth:`_embed_half`."""
+        handoff, kwargs = self._start_half(texts, query, want)
+        if handoff.missing:
+            client = self._async_client()
+            result = await client.embed_texts(
+                handoff.missing,
+                on_error="raise",
+                progress=progress or None,
+                output_type=handoff.output_type,
+                **kwargs,
+            )
+            self._runtime().usage.add(result.usage)
+            handoff.fill(result)
+        return handoff
 
     # --- multimodal models (issue 11): text, images and video in one vector space ------------
     # With a model of the multimodal endpoint, _embed / _aembed send texts there too, so text

@@ -12,7 +12,18 @@ Migrating: replace ``from llama_index.embeddings.dashscope import DashScopeEmbed
 ``DashScopeTextEmbeddingModels`` / ``DashScopeTextEmbeddingType`` are here too. Unlike the old
 class, ``text_type`` really reaches the service, failures raise instead of returning empty
 vectors, and async is truly async.
+
+Hybrid search (sparse + dense, one request per text for both halves):
+``DashScopeSparseEmbedding`` (a ``BaseSparseEmbedding``) and ``qdrant_hybrid_fns`` for
+``QdrantVectorStore(enable_hybrid=True)`` need llama-index-core only;
+``DashScopeMilvusSparseFunction`` for ``MilvusVectorStore(enable_sparse=True)`` is loaded on
+first use and raises ``ImportError`` naming the pip command without the ``milvus`` extra.
 """
+
+from __future__ import annotations
+
+import importlib
+import typing
 
 from dashscope_embeddings.llama_index.embedding import (
     DashScopeBatchTextEmbeddingModels,
@@ -20,10 +31,34 @@ from dashscope_embeddings.llama_index.embedding import (
     DashScopeTextEmbeddingModels,
     DashScopeTextEmbeddingType,
 )
+from dashscope_embeddings.llama_index.sparse import DashScopeSparseEmbedding, qdrant_hybrid_fns
+
+if typing.TYPE_CHECKING:
+    from dashscope_embeddings.llama_index._milvus import (
+        DashScopeMilvusSparseFunction as DashScopeMilvusSparseFunction,
+    )
+
+# Names that need an engine package, and the module that defines each.
+_LAZY = {"DashScopeMilvusSparseFunction": "dashscope_embeddings.llama_index._milvus"}
 
 __all__ = [
     "DashScopeBatchTextEmbeddingModels",
     "DashScopeEmbedding",
+    "DashScopeSparseEmbedding",
     "DashScopeTextEmbeddingModels",
     "DashScopeTextEmbeddingType",
+    "qdrant_hybrid_fns",
 ]
+
+
+def __getattr__(name: str) -> typing.Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])

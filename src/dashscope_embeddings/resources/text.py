@@ -517,9 +517,15 @@ def plan_text_call(
 
 
 def _sparse(raw: object, position: int, request_id: str | None) -> SparseVector:
+    """One ``sparse_embedding`` list as a :class:`SparseVector`: sorted by index, each once.
+
+    The service's values are kept as sent; entries that share an index (two tokens of one
+    vocabulary id) are merged into one whose value is their sum and whose token is the first
+    one sent, since stores (Qdrant, Milvus) refuse repeated indices.
+    """
     if not isinstance(raw, list):
         raise malformed(f"sparse_embedding {position} is not a list", request_id)
-    entries: list[tuple[int, float, str | None]] = []
+    merged: dict[int, tuple[float, str | None]] = {}
     for entry in raw:
         if (
             not isinstance(entry, dict)
@@ -531,10 +537,13 @@ def _sparse(raw: object, position: int, request_id: str | None) -> SparseVector:
                 f"sparse_embedding {position} has an entry without index/value", request_id
             )
         token = entry.get("token")
-        entries.append(
-            (entry["index"], float(entry["value"]), token if isinstance(token, str) else None)
-        )
-    entries.sort(key=lambda e: e[0])
+        index, value = entry["index"], float(entry["value"])
+        previous = merged.get(index)
+        if previous is None:
+            merged[index] = (value, token if isinstance(token, str) else None)
+        else:
+            merged[index] = (previous[0] + value, previous[1])
+    entries = sorted(((i, v, t) for i, (v, t) in merged.items()), key=lambda e: e[0])
     tokens = tuple(e[2] or "" for e in entries) if all(e[2] is not None for e in entries) else None
     return SparseVector(
         indices=tuple(e[0] for e in entries),
