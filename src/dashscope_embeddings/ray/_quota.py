@@ -1,0 +1,408 @@
+"""One account's quota for a fleet of Ray actors: a named coordinator actor and its clients.
+
+* :class:`_QuotaActor` runs once per quota name (a detached, named, zero-CPU asyncio actor in
+  the ``dashscope-embeddings`` namespace). It holds the account's rolling ``rpm`` / ``tpm``
+  windows (the core's :class:`~dashscope_embeddings.RateWindow`) and ``max_concurrency``
+  permits with leases.
+* :class:`FleetRate` is the :class:`~dashscope_embeddings.RateBudget` a client in an actor is
+  given: each request attempt reserves one request and its estimated tokens at the
+  coordinator, atomically, in one round trip.
+* :class:`PermitTransport` wraps the client's httpx transport: every HTTP attempt holds one of
+  the fleet's permits from just before it is sent until its answer has been read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import logging
+import os
+import socket
+import threading
+import time
+import typing
+from collections.abc import Iterator
+
+import httpx
+import ray
+
+from dashscope_embeddings._errors import DashScopeError
+from dashscope_embeddings._limiter import RateWindow
+
+__all__ = [
+    "QUOTA_NAMESPACE",
+    "FleetQuota",
+    "FleetQuotaError",
+    "FleetRate",
+    "PermitTransport",
+    "QuotaLimits",
+    "QuotaStats",
+]
+
+logger = logging.getLogger("dashscope_embeddings.ray")
+
+QUOTA_NAMESPACE = "dashscope-embeddings"
+_NO_PERMIT = -1  # what acquire() hands out when the quota has no max_concurrency
+_RESERVATION_TTL_S = 1.0  # a reservation not spent within this is dropped (never re-used late)
+
+
+class FleetQuotaError(DashScopeError, RuntimeError):
+    """The fleet's quota actor could not be reached (or created) from this process."""
+
+
+@dataclasses.dataclass(frozen=True)
+class QuotaLimits:
+    """What one account allows, for the whole fleet.
+
+    Attributes:
+        rpm: Requests per rolling window, or ``None``.
+        tpm: Estimated input tokens per rolling window, or ``None``.
+        max_concurrency: Requests in flight at once across the fleet, or ``None``.
+        window_s: Length of the rolling window in seconds (60: the service's minute).
+    """
+
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    window_s: float = 60.0
+
+    def __str__(self) -> str:
+        parts = [f"{n}={getattr(self, n)}" for n in ("rpm", "tpm", "max_concurrency")]
+        window = "" if self.window_s == 60.0 else f", window {self.window_s:g}s"
+        return ", ".join(parts) + window
+
+
+@dataclasses.dataclass(frozen=True)
+class QuotaStats:
+    """A snapshot of a fleet quota's counters (see :func:`fleet_quota_stats`).
+
+    Attributes:
+        name: The quota's name.
+        limits: Its limits now.
+        reserved_requests: Request attempts let through by the ``rpm`` / ``tpm`` windows.
+        reserved_tokens: Their estimated tokens.
+        rate_waits: Reservations refused because a window was full (the asker waited).
+        processes: Distinct processes (actors) that asked so far.
+        permits_granted: ``max_concurrency`` permits handed out.
+        permit_waits: Permits that had to queue for another to come back.
+        in_flight: Permits held now.
+        peak_in_flight: The most permits held at once.
+        expired: Permits never given back, reclaimed when their lease ran out.
+    """
+
+    name: str
+    limits: QuotaLimits
+    reserved_requests: int
+    reserved_tokens: int
+    rate_waits: int
+    processes: int
+    permits_granted: int
+    permit_waits: int
+    in_flight: int
+    peak_in_flight: int
+    expired: int
+
+
+class _QuotaActor:
+    """The coordinator: rate windows and permits for every actor of the fleet.
+
+    An asyncio actor (every method is ``async``): a caller waiting for a permit costs a
+    coroutine, not a thread. Permits go to waiters first come, first served; each is a lease
+    that ends when given back or after ``lease_s`` (an actor killed mid-request cannot leak it).
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._limits = QuotaLimits()
+        self._rpm: RateWindow | None = None
+        self._tpm: RateWindow | None = None
+        self._held: dict[int, asyncio.TimerHandle] = {}
+        self._waiters: collections.deque[tuple[asyncio.Future[int], float]] = collections.deque()
+        self._next_lease = 0
+        self._requests = self._tokens = self._rate_waits = 0
+        self._granted = self._permit_waits = self._peak = self._expired = 0
+        self._processes: set[str] = set()
+
+    async def configure(self, limits: QuotaLimits) -> QuotaLimits | None:
+        """Set the limits; the previous ones when they differed (the windows restart then)."""
+        if limits == self._limits:
+            return None
+        previous = self._limits
+        if (limits.rpm, limits.window_s) != (previous.rpm, previous.window_s):
+            self._rpm = RateWindow(limits.rpm, window_s=limits.window_s) if limits.rpm else None
+        if (limits.tpm, limits.window_s) != (previous.tpm, previous.window_s):
+            self._tpm = RateWindow(limits.tpm, window_s=limits.window_s) if limits.tpm else None
+        self._limits = limits
+        self._wake()
+        return previous if previous != QuotaLimits() else None
+
+    async def reserve(self, requests: int, tokens: int, process: str = "") -> float:
+        """Take ``requests`` and ``tokens`` from the windows now (0.0), or say how long to wait.
+
+        Nothing is taken unless both fit: a request never holds one budget while waiting for
+        the other. ``process`` names the asker, for :attr:`QuotaStats.processes`.
+        """
+        self._processes.add(process)
+        rpm, tpm = self._rpm, self._tpm
+        wait = max(
+            rpm.wait_time(requests) if rpm is not None and requests else 0.0,
+            tpm.wait_time(tokens) if tpm is not None and tokens else 0.0,
+        )
+        if wait > 0:
+            self._rate_waits += 1
+            return wait
+        if rpm is not None and requests:
+            rpm.spend(requests)
+        if tpm is not None and tokens:
+            tpm.spend(tokens)
+        self._requests += requests
+        self._tokens += tokens
+        return 0.0
+
+    async def acquire(self, lease_s: float, process: str = "") -> int:
+        """A permit (its lease id), once one is free; at once when there is no concurrency cap."""
+        self._processes.add(process)
+        limit = self._limits.max_concurrency
+        if limit is None:
+            return _NO_PERMIT
+        if len(self._held) < limit and not self._waiters:
+            return self._grant(lease_s)
+        self._permit_waits += 1
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._waiters.append((waiter, lease_s))
+        return await waiter
+
+    async def release(self, lease: int) -> None:
+        """Give a permit back (unknown or expired leases are ignored)."""
+        timer = self._held.pop(lease, None)
+        if timer is not None:
+            timer.cancel()
+            self._wake()
+
+    async def stats(self) -> QuotaStats:
+        """The counters now."""
+        return QuotaStats(
+            name=self._name,
+            limits=self._limits,
+            reserved_requests=self._requests,
+            reserved_tokens=self._tokens,
+            rate_waits=self._rate_waits,
+            processes=len(self._processes),
+            permits_granted=self._granted,
+            permit_waits=self._permit_waits,
+            in_flight=len(self._held),
+            peak_in_flight=self._peak,
+            expired=self._expired,
+        )
+
+    def _grant(self, lease_s: float) -> int:
+        lease = self._next_lease
+        self._next_lease += 1
+        loop = asyncio.get_running_loop()
+        self._held[lease] = loop.call_later(lease_s, self._expire, lease)
+        self._granted += 1
+        self._peak = max(self._peak, len(self._held))
+        return lease
+
+    def _expire(self, lease: int) -> None:
+        if self._held.pop(lease, None) is not None:
+            self._expired += 1
+            self._wake()
+
+    def _wake(self) -> None:
+        limit = self._limits.max_concurrency
+        while self._waiters and (limit is None or len(self._held) < limit):
+            waiter, lease_s = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(_NO_PERMIT if limit is None else self._grant(lease_s))
+
+
+_RemoteQuota: typing.Any = ray.remote(_QuotaActor)
+
+
+class FleetQuota:
+    """This process's handle on a named quota actor (created by the first process that asks).
+
+    It pickles as its name: an unpickled copy finds the same actor again.
+    """
+
+    def __init__(self, name: str, handle: typing.Any) -> None:
+        self.name = name
+        self._handle = handle
+        self._process = f"{socket.gethostname()}:{os.getpid()}"
+
+    @classmethod
+    def connect(cls, name: str, limits: QuotaLimits) -> FleetQuota:
+        """The quota actor named ``name``, created if needed, with ``limits`` applied.
+
+        Raises:
+            FleetQuotaError: Ray is not initialised here, or the actor could not be reached.
+        """
+        if not ray.is_initialized():
+            raise FleetQuotaError(
+                f"fleet quota {name!r} needs Ray: call ray.init() first (inside Ray Data's "
+                "actors it already is)"
+            )
+        try:
+            handle = _RemoteQuota.options(
+                name=f"quota:{name}",
+                namespace=QUOTA_NAMESPACE,
+                lifetime="detached",
+                get_if_exists=True,
+                num_cpus=0,
+                max_concurrency=10_000,
+                max_restarts=-1,
+            ).remote(name)
+            previous = ray.get(handle.configure.remote(limits))
+        except ray.exceptions.RayError as exc:
+            raise FleetQuotaError(f"fleet quota {name!r} could not be reached: {exc}") from exc
+        if previous is not None:
+            logger.warning(
+                "fleet quota %r: limits changed from (%s) to (%s); the latest process to "
+                "start sets them for the whole fleet",
+                name,
+                previous,
+                limits,
+            )
+        return cls(name, handle)
+
+    @classmethod
+    def lookup(cls, name: str) -> FleetQuota | None:
+        """The existing quota actor named ``name``, or ``None``."""
+        try:
+            handle = ray.get_actor(f"quota:{name}", namespace=QUOTA_NAMESPACE)
+        except ValueError:
+            return None
+        return cls(name, handle)
+
+    def __reduce__(self) -> tuple[typing.Any, tuple[str]]:
+        return (_lookup_or_fail, (self.name,))
+
+    def __repr__(self) -> str:
+        return f"FleetQuota({self.name!r})"
+
+    def reserve(self, requests: int, tokens: int) -> float:
+        """See :meth:`_QuotaActor.reserve`; one blocking round trip."""
+        return float(self._call("reserve", requests, tokens, self._process))
+
+    def acquire(self, lease_s: float) -> int:
+        """See :meth:`_QuotaActor.acquire`; blocks until a permit is free."""
+        return int(self._call("acquire", lease_s, self._process))
+
+    def release(self, lease: int) -> None:
+        """Give a permit back, without waiting for the answer."""
+        if lease != _NO_PERMIT:
+            self._handle.release.remote(lease)
+
+    def stats(self) -> QuotaStats:
+        """The coordinator's counters."""
+        return typing.cast(QuotaStats, self._call("stats"))
+
+    def kill(self) -> None:
+        """End the quota actor (the next process that asks for it starts a fresh one)."""
+        ray.kill(self._handle)
+
+    def _call(self, method: str, *args: object) -> typing.Any:
+        try:
+            return ray.get(getattr(self._handle, method).remote(*args))
+        except ray.exceptions.RayError as exc:
+            raise FleetQuotaError(f"fleet quota {self.name!r} did not answer: {exc}") from exc
+
+
+def _lookup_or_fail(name: str) -> FleetQuota:
+    quota = FleetQuota.lookup(name) if ray.is_initialized() else None
+    if quota is None:
+        raise FleetQuotaError(f"fleet quota {name!r} is not running in this Ray cluster")
+    return quota
+
+
+class FleetRate:
+    """A :class:`~dashscope_embeddings.RateBudget` kept by the fleet's quota actor.
+
+    Pass it as ``tpm_budget`` (``tokens=True``: each attempt reserves one request and its
+    estimated tokens) or as ``rpm_budget`` (one request per attempt); one round trip per
+    attempt either way. ``wait_time`` reserves at the coordinator when it answers 0, so two
+    actors can never both take the last unit; the following ``spend`` uses that reservation.
+    A reservation not spent within a second is dropped, never used late.
+    """
+
+    def __init__(self, quota: FleetQuota, *, tokens: bool) -> None:
+        self.quota = quota
+        self.tokens = tokens
+        self._reserved: tuple[int, float] | None = None  # (units, monotonic time)
+        self._lock = threading.Lock()
+
+    def wait_time(self, units: int = 1) -> float:
+        """Seconds until ``units`` fit (0: they do now, and are reserved for this process)."""
+        with self._lock:
+            held = self._reserved
+            fresh = held is not None and time.monotonic() - held[1] < _RESERVATION_TTL_S
+            if fresh and held is not None and held[0] == units:
+                return 0.0
+            self._reserved = None
+            requests, tokens = (1, units) if self.tokens else (units, 0)
+            wait = self.quota.reserve(requests, tokens)
+            if wait <= 0:
+                self._reserved = (units, time.monotonic())
+            return wait
+
+    def spend(self, units: int = 1) -> None:
+        """Use the reservation ``wait_time`` made (already counted at the coordinator)."""
+        del units  # the units were counted when they were reserved
+        with self._lock:
+            self._reserved = None
+
+
+class _ReleasingStream(httpx.SyncByteStream):
+    """An answer body that gives its permit back once read and closed."""
+
+    def __init__(self, inner: httpx.SyncByteStream, release: typing.Callable[[], None]) -> None:
+        self._inner = inner
+        self._release: typing.Callable[[], None] | None = release
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._inner
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            release, self._release = self._release, None
+            if release is not None:
+                release()
+
+
+class PermitTransport(httpx.BaseTransport):
+    """An httpx transport that holds one of the fleet's permits per HTTP attempt.
+
+    The permit is taken just before the request is sent and given back when its answer has
+    been read (or the attempt failed), so the fleet never has more than ``max_concurrency``
+    requests on the wire, whatever each actor's own limiter allows.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport, quota: FleetQuota, *, lease_s: float) -> None:
+        self._inner = inner
+        self._quota = quota
+        self._lease_s = lease_s
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        """Send ``request`` under a permit."""
+        lease = self._quota.acquire(self._lease_s)
+        try:
+            response = self._inner.handle_request(request)
+        except BaseException:
+            self._quota.release(lease)
+            raise
+        stream = response.stream
+        assert isinstance(stream, httpx.SyncByteStream)
+        return httpx.Response(
+            status_code=response.status_code,
+            headers=response.headers,
+            stream=_ReleasingStream(stream, lambda: self._quota.release(lease)),
+            extensions=response.extensions,
+        )
+
+    def close(self) -> None:
+        """Close the wrapped transport."""
+        self._inner.close()

@@ -1,0 +1,330 @@
+"""Ray Data: the embedder in each batch format, the fleet's shared quota, failures, secrets.
+
+Ray runs in local mode, started once for this module (2 CPUs, no dashboard); the emulator runs
+in this process on 127.0.0.1, where Ray's worker processes reach it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import pickle
+import subprocess
+import sys
+import time
+import typing
+from collections.abc import Collection, Iterator
+
+import numpy as np
+import pandas as pd  # type: ignore[import-untyped]
+import pyarrow as pa  # type: ignore[import-untyped]
+import pytest
+
+pytest.importorskip("ray")
+import ray
+import ray.data
+
+from dashscope_embeddings import DashScopeClient
+from dashscope_embeddings.emulator import Emulator
+from dashscope_embeddings.ray import (
+    DashScopeEmbedder,
+    RejectedRowsError,
+    fleet_quota_stats,
+    remove_fleet_quota,
+)
+
+from .conftest import NATIVE_PATH, TEST_KEY
+
+MODEL = "text-embedding-v4"
+DIMENSION = 64
+ROWS = 300
+SECRET = "sk-ray-secret-8642"  # passed explicitly in one job; must appear in no log
+
+
+def _texts(n: int, *, reject: Collection[int] = ()) -> list[str]:
+    return [
+        f"note {i} on {'refunds' if i % 2 else 'shipping'} and parcel {i % 7}"
+        + (" __REJECT__" if i in reject else "")
+        for i in range(n)
+    ]
+
+
+def _dataset(texts: list[str]) -> typing.Any:
+    items = [{"id": i, "text": t, "lang": "en" if i % 3 else "zh"} for i, t in enumerate(texts)]
+    return ray.data.from_items(items, override_num_blocks=4)
+
+
+def _run(
+    ds: typing.Any,
+    *,
+    batch_format: str = "numpy",
+    actors: int = 2,
+    batch_size: int = 64,
+    **kwargs: typing.Any,
+) -> list[dict[str, typing.Any]]:
+    options = {"model": MODEL, "dimension": DIMENSION, **kwargs}
+    out = ds.map_batches(
+        DashScopeEmbedder,
+        fn_constructor_kwargs=options,
+        compute=ray.data.ActorPoolStrategy(size=actors),
+        batch_size=batch_size,
+        batch_format=batch_format,
+        num_cpus=0.25,
+    )
+    return typing.cast(list[dict[str, typing.Any]], out.take_all())
+
+
+def _reference(url: str, texts: list[str]) -> np.ndarray[typing.Any, np.dtype[np.float32]]:
+    with DashScopeClient(TEST_KEY, base_url=url) as client:
+        result = client.embed_texts(texts, model=MODEL, dimension=DIMENSION, text_type="document")
+    return typing.cast("np.ndarray[typing.Any, np.dtype[np.float32]]", result.to_numpy())
+
+
+@pytest.fixture(scope="module")
+def ray_local() -> Iterator[pathlib.Path]:
+    """Ray on this machine, its workers started with the test key as their only DashScope
+    variable; yields the session's log folder."""
+    with pytest.MonkeyPatch.context() as patch:
+        for name in [n for n in os.environ if n.startswith("DASHSCOPE_")]:
+            patch.delenv(name)
+        patch.setenv("DASHSCOPE_API_KEY", TEST_KEY)
+        ray.init(
+            num_cpus=2,
+            include_dashboard=False,
+            log_to_driver=False,
+            logging_level=logging.ERROR,
+            configure_logging=False,
+            # Every worker logs this package at DEBUG (one line per request attempt), so the
+            # scan for the key below reads everything the package can log.
+            runtime_env={
+                "worker_process_setup_hook": lambda: (
+                    __import__("logging").basicConfig(
+                        level="WARNING", format="%(name)s %(levelname)s %(message)s"
+                    )
+                    or __import__("logging").getLogger("dashscope_embeddings").setLevel("DEBUG")
+                )
+            },
+        )
+    context = ray.data.DataContext.get_current()
+    context.execution_options.preserve_order = True
+    context.enable_progress_bars = False
+    try:
+        node = ray._private.worker._global_node
+        assert node is not None
+        yield pathlib.Path(node.get_session_dir_path())
+    finally:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def service() -> Iterator[Emulator]:
+    with Emulator(api_key=TEST_KEY, latency=0.005) as emu:
+        yield emu
+
+
+def test_importing_the_core_does_not_import_ray() -> None:
+    code = "import sys, dashscope_embeddings; assert 'ray' not in sys.modules, 'ray imported'"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+
+
+def test_without_ray_the_module_names_the_extra() -> None:
+    code = (
+        "import sys; sys.modules['ray'] = None\n"
+        "try:\n    import dashscope_embeddings.ray\n"
+        "except ImportError as exc:\n    print(exc)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert 'pip install "dashscope-embeddings[ray]"' in done.stdout, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize("batch_format", ["numpy", "pandas", "pyarrow"])
+def test_map_batches_every_row_once_in_order_with_exact_vectors(
+    ray_local: pathlib.Path, service: Emulator, batch_format: str
+) -> None:
+    texts = _texts(ROWS)
+    rows = _run(_dataset(texts), batch_format=batch_format, base_url=service.url)
+
+    assert [r["id"] for r in rows] == list(range(ROWS))
+    assert [r["text"] for r in rows] == texts
+    assert [r["lang"] for r in rows] == ["en" if i % 3 else "zh" for i in range(ROWS)]
+    assert set(rows[0]) == {"id", "text", "lang", "embedding"}
+    got = np.stack([np.asarray(r["embedding"], dtype=np.float32) for r in rows])
+    assert got.shape == (ROWS, DIMENSION)
+    np.testing.assert_array_equal(got, _reference(service.url, texts))
+
+
+def test_batches_keep_their_format_and_column_types(service: Emulator) -> None:
+    # The embedder called directly (no Ray needed): the same format back, columns added.
+    embedder = DashScopeEmbedder(MODEL, dimension=DIMENSION, api_key=TEST_KEY, base_url=service.url)
+    data = {"id": np.arange(12), "text": np.array(_texts(12), dtype=object)}
+    as_numpy = embedder(data)
+    assert set(as_numpy) == {"id", "text", "embedding"} and "embedding" not in data
+    assert as_numpy["embedding"].dtype == np.float32 and as_numpy["embedding"].shape == (12, 64)
+    as_pandas = embedder(pd.DataFrame(data))
+    assert list(as_pandas.columns) == ["id", "text", "embedding"]
+    assert as_pandas["embedding"].iloc[5].dtype == np.float32
+    as_arrow = embedder(pa.table(data))
+    assert as_arrow.schema.field("embedding").type == pa.list_(pa.float32(), DIMENSION)
+    np.testing.assert_array_equal(np.stack(as_pandas["embedding"].to_list()), as_numpy["embedding"])
+    embedder.close()
+
+
+def test_dense_and_sparse_columns(service: Emulator) -> None:
+    embedder = DashScopeEmbedder(
+        MODEL, output_type="dense&sparse", api_key=TEST_KEY, base_url=service.url
+    )
+    out = embedder(pa.table({"text": _texts(5)}))
+    sparse = out.column("embedding_sparse").to_pylist()
+    with DashScopeClient(TEST_KEY, base_url=service.url) as client:
+        want = client.embed_texts(_texts(5), output_type="dense&sparse", text_type="document")
+    for row, vector in zip(sparse, want.sparse_embeddings, strict=True):
+        assert row["indices"] == list(vector.indices)
+        np.testing.assert_allclose(row["values"], vector.values, rtol=1e-6)
+    embedder.close()
+
+
+def test_the_fleet_shares_one_concurrency_cap(ray_local: pathlib.Path) -> None:
+    cap = 3
+    with Emulator(api_key=TEST_KEY, latency=0.03, max_in_flight=cap) as emu:
+        texts = _texts(ROWS)
+        rows = _run(
+            _dataset(texts),
+            actors=3,
+            batch_size=40,
+            base_url=emu.url,
+            max_concurrency=cap,
+            quota_name="cap-test",
+        )
+        stats = emu.stats
+    quota = fleet_quota_stats("cap-test")
+
+    assert [r["id"] for r in rows] == list(range(ROWS))
+    assert all(r["embedding"] is not None for r in rows)
+    assert stats.responses_by_status.get(429, 0) <= 2, stats  # few, and here none expected
+    assert quota is not None and quota.peak_in_flight <= cap and quota.expired == 0
+    assert quota.permits_granted == stats.requests and quota.processes == 3  # every actor
+    assert remove_fleet_quota("cap-test") and fleet_quota_stats("cap-test") is None
+
+
+def test_the_fleet_stays_under_one_rpm(ray_local: pathlib.Path) -> None:
+    rpm, window = 8, 1.0
+    # The service counts `rpm` per 1.0 s window; the fleet budgets it per 1.2 s (its clock
+    # starts before a request is sent, the service's when it arrives).
+    with Emulator(api_key=TEST_KEY, rpm=rpm, quota_window_s=window) as emu:
+        texts = _texts(240)
+        started = time.monotonic()
+        rows = _run(
+            _dataset(texts),
+            batch_size=40,
+            base_url=emu.url,
+            rpm=rpm,
+            rate_window_s=1.2 * window,
+            quota_name="rpm-test",
+        )
+        elapsed = time.monotonic() - started
+        stats = emu.stats
+    quota = fleet_quota_stats("rpm-test")
+
+    assert [r["id"] for r in rows] == list(range(240))
+    assert stats.throttled_by_reason.get("rpm", 0) == 0, stats
+    assert stats.requests == 24  # 10 texts per request, none sent twice
+    assert quota is not None and quota.reserved_requests == stats.requests
+    assert quota.rate_waits > 0 and quota.processes == 2  # both actors drew on it; it held back
+    assert elapsed >= (stats.requests / rpm - 1) * window
+
+
+def test_skip_gives_rejected_rows_a_null_vector_and_a_reason(
+    ray_local: pathlib.Path, service: Emulator
+) -> None:
+    bad = frozenset({5, 77, 78, 200})
+    texts = _texts(ROWS, reject=bad)
+    rows = _run(_dataset(texts), batch_format="pyarrow", base_url=service.url, on_error="skip")
+
+    assert [r["id"] for r in rows] == list(range(ROWS))
+    for i, row in enumerate(rows):
+        if i in bad:
+            assert row["embedding"] is None
+            assert "DataInspectionFailed" in row["embedding_error"]
+        else:
+            assert row["embedding_error"] is None
+    good = [i for i in range(ROWS) if i not in bad]
+    got = np.asarray([rows[i]["embedding"] for i in good], dtype=np.float32)
+    np.testing.assert_array_equal(got, _reference(service.url, [texts[i] for i in good]))
+
+
+def test_raise_fails_the_batch_naming_the_rows_by_key(
+    ray_local: pathlib.Path, service: Emulator
+) -> None:
+    items = [{"doc": f"kb-{i}", "text": t} for i, t in enumerate(_texts(100, reject={42, 43}))]
+    with pytest.raises(Exception) as info:  # Ray wraps the actor's error
+        _run(ray.data.from_items(items), base_url=service.url, key_column="doc")
+    message = str(info.value)
+    assert "RejectedRowsError" in message or isinstance(info.value, RejectedRowsError)
+    assert "doc='kb-42'" in message and "doc='kb-43'" in message
+    assert "DataInspectionFailed" in message and "on_error='skip'" in message
+
+
+def test_rejected_rows_error_names_positions_and_pickles(service: Emulator) -> None:
+    embedder = DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url)
+    batch = {"text": np.array(["fine", None, "also fine", "x __REJECT__"], dtype=object)}
+    with pytest.raises(RejectedRowsError) as info:
+        embedder(batch)
+    error = pickle.loads(pickle.dumps(info.value))
+    assert error.rows == [1, 3] and sorted(error.failed) == [1, 3]
+    assert "row 1: InvalidInput: no text (null)" in str(error)
+    assert "pass key_column=" in str(error)
+    embedder.close()
+
+
+def test_the_embedder_pickles_without_its_client_or_an_env_key(
+    service: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DASHSCOPE_API_KEY", TEST_KEY)
+    embedder = DashScopeEmbedder(MODEL, dimension=DIMENSION, base_url=service.url)
+    embedder({"text": np.array(["warm up the client"], dtype=object)})
+    data = pickle.dumps(embedder)
+    assert TEST_KEY.encode() not in data
+    assert b"DashScopeClient" not in data and b"httpx" not in data
+    copy = pickle.loads(data)
+    assert copy._client is None  # made on first use, in the process that uses it
+    out = copy({"text": np.array(["after unpickling"], dtype=object)})
+    assert out["embedding"].shape == (1, DIMENSION)
+    embedder.close()
+    copy.close()
+
+
+def test_an_explicit_key_is_never_shown(service: Emulator) -> None:
+    embedder = DashScopeEmbedder(MODEL, api_key=SECRET, base_url=service.url)
+    assert SECRET not in repr(embedder) and SECRET not in str(vars(embedder))
+    embedder.close()
+
+
+def test_the_key_is_in_no_log_of_the_cluster(
+    ray_local: pathlib.Path, service: Emulator, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("DEBUG")
+    ds = _dataset(_texts(50, reject={3}))
+    # A working job with the key passed explicitly (as a plain string), and a rejected row.
+    with Emulator(api_key=SECRET) as own:
+        rows = _run(ds, api_key=SECRET, base_url=own.url, on_error="skip", max_concurrency=4)
+    assert len(rows) == 50 and rows[3]["embedding_error"] is not None
+    with pytest.raises(Exception) as info:  # the same key where it is wrong: 401 in every actor
+        _run(ds, api_key=SECRET, base_url=service.url, max_retries=0)
+    assert "AuthenticationError" in str(info.value)
+    assert SECRET not in str(info.value) and SECRET not in caplog.text
+    logs = {path: path.read_bytes() for path in ray_local.rglob("*") if path.is_file()}
+    leaked = [str(path) for path, content in logs.items() if SECRET.encode() in content]
+    assert not leaked, leaked
+    # The scan did read what the actors logged: request lines and the skipped row's warning.
+    everything = b"\n".join(logs.values())
+    assert b"dashscope_embeddings.transport DEBUG POST" in everything
+    assert b"rows of a Ray batch got no vector" in everything
+
+
+def test_requests_carry_text_type_document(ray_local: pathlib.Path, service: Emulator) -> None:
+    service.clear_requests()
+    _run(_dataset(_texts(20)), actors=1, base_url=service.url)
+    bodies = [r.json for r in service.requests if r.path == NATIVE_PATH]
+    assert bodies and all(b["parameters"]["text_type"] == "document" for b in bodies)
