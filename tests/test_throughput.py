@@ -53,7 +53,11 @@ def test_controller_cuts_hard_when_stepping_back_was_not_enough() -> None:
     controller.throttled(time.monotonic())
     assert controller.limit == 7
     controller.throttled(time.monotonic())
-    assert controller.limit == 4  # 7 * 0.7: still throttled, well over the bound
+    assert controller.limit == 7  # the same burst: counted once
+    for _ in range(5):  # a round at the new limit: 5 answered, 2 throttled (over a quarter)
+        controller.success()
+    controller.throttled(time.monotonic())
+    assert controller.limit == 4  # 7 * 0.7: still throttled often, well over the bound
     for _ in range(20):
         controller.throttled(time.monotonic())
     assert controller.limit == 1

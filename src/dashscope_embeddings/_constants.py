@@ -53,6 +53,8 @@ DEFAULT_CONNECT_TIMEOUT_S = 5.0
 DEFAULT_MAX_RETRIES = 5
 DEFAULT_MAX_CONCURRENCY = 64
 INITIAL_RETRY_DELAY_S = 0.5
+# A 429 without Retry-After: the adaptive limit has already stepped back, so try again soon.
+INITIAL_THROTTLE_DELAY_S = 0.2
 MAX_RETRY_DELAY_S = 8.0
 # A server asking for a longer wait than this is not waited for: the RateLimitError carries
 # ``retry_after`` and the caller decides.

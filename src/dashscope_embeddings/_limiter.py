@@ -3,9 +3,11 @@
 * :class:`ConcurrencyController` decides the limit. Adaptive by default: it starts at
   :data:`START_CONCURRENCY` (or the ceiling, if lower) and grows by one after a window of
   successes. On throttling (429) it steps back by one and probes again only after eight
-  windows (the service's bound was found); throttled again before a clean window, it cuts by
-  30 %. Throttles of requests sent before the last change are ignored, so one burst of 429s
-  counts once. It never goes above ``max_concurrency`` (the ceiling) or below one.
+  windows (the service's bound was found); if more than a quarter of the next round is still
+  throttled, it cuts by 30 %. Throttles of requests sent before the last change, and those of
+  the round that follows a step back, count once: a service whose count of requests in flight
+  lags ours by a moment does not make it collapse. It never goes above ``max_concurrency``
+  (the ceiling) or below one.
 * :class:`SyncLimiter` / :class:`AsyncLimiter` hold the permits. The transport holds one per
   attempt only: a request sleeping in backoff holds no permit. One controller per client is
   shared by all its calls (and all its event loops: the account's bound is one).
@@ -33,6 +35,7 @@ __all__ = [
 START_CONCURRENCY = 8
 _CUT = 0.7
 _PROBE_PATIENCE = 8  # windows of successes before probing above a limit that was throttled
+_HARD_CUT_SHARE = 0.25  # still throttled this often a round after stepping back: cut hard
 
 
 class ConcurrencyController:
@@ -49,6 +52,8 @@ class ConcurrencyController:
         self._changed_at = time.monotonic()
         self._stepped_up = False
         self._cuts_in_row = 0
+        self._done_since_change = 0
+        self._throttled_since_change = 0
         self._lock = threading.Lock()
         self.throttles = 0
 
@@ -63,32 +68,40 @@ class ConcurrencyController:
             return
         with self._lock:
             self._successes += 1
-            if self._successes >= self._limit:
-                self._cuts_in_row = 0  # a window without throttling: the last cut was enough
+            self._done_since_change += 1
+            if self._successes >= self._limit and not self._throttled_since_change:
+                self._cuts_in_row = 0  # a clean window: the last step back was enough
             if self._successes >= self._limit * self._patience and self._limit < self.ceiling:
-                self._limit += 1
-                self._successes = 0
+                self._change(self._limit + 1)
                 self._stepped_up = True
-                self._changed_at = time.monotonic()
+                self._cuts_in_row = 0
 
     def throttled(self, started: float) -> None:
         """A request sent at ``started`` (monotonic seconds) was answered 429."""
         with self._lock:
             self.throttles += 1
             if not self.adaptive or started < self._changed_at:
-                return
-            if self._cuts_in_row == 0:
-                # At (or just over) the bound, or a counter at the service that lags ours:
-                # step back one and probe rarely.
-                self._limit = max(1, self._limit - 1)
-                self._patience = _PROBE_PATIENCE
-            else:  # still throttled after stepping back: well over the bound, cut hard
-                self._limit = max(1, int(self._limit * _CUT))
-                self._patience = 1
+                return  # sent before the last change: that change already answered it
+            self._throttled_since_change += 1
+            answered = self._done_since_change + self._throttled_since_change
+            if self._cuts_in_row and answered < self._limit:
+                return  # the same burst, before a round at the new limit was answered
+            share = self._throttled_since_change / answered
+            if self._cuts_in_row and share > _HARD_CUT_SHARE:
+                new = int(self._limit * _CUT)  # still throttled often: well over the bound
+            else:
+                new = self._limit - 1  # at (or just over) the bound: step back one
             self._cuts_in_row += 1
             self._stepped_up = False
-            self._successes = 0
-            self._changed_at = time.monotonic()
+            self._patience = _PROBE_PATIENCE  # and probe again only rarely
+            self._change(max(1, new))
+
+    def _change(self, limit: int) -> None:
+        self._limit = limit
+        self._successes = 0
+        self._done_since_change = 0
+        self._throttled_since_change = 0
+        self._changed_at = time.monotonic()
 
 
 class SyncLimiter:

@@ -13,7 +13,8 @@ connection refused or reset, no whole answer within ``timeout``  yes
 400 for one input, 401, 403, 404, a redirect                    never
 ==============================================================  ==========================
 
-Waits grow as ``min(0.5 * 2**attempt, 8)`` seconds less up to 25 % jitter; a
+Waits grow as ``min(0.5 * 2**attempt, 8)`` seconds less up to 25 % jitter (from 0.2 s for a
+429 without ``Retry-After``: the concurrency limit has already stepped back); a
 ``retry-after-ms`` / ``retry-after`` header is honoured up to :data:`MAX_RETRY_AFTER_S`, beyond
 which the error is raised at once (an indexing job should not stall silently). Retries of one
 call draw on a :class:`RetryBudget`.
@@ -105,15 +106,17 @@ def retry_delay(
     *,
     rng: typing.Callable[[], float] = random.random,
     max_retry_after: float = MAX_RETRY_AFTER_S,
+    initial: float = INITIAL_RETRY_DELAY_S,
 ) -> float | None:
     """Seconds to wait before retry number ``attempt`` (0-based), or ``None`` to give up.
 
     A server-given ``retry_after`` wins when it is within ``max_retry_after``; a longer one
-    means "do not retry". Otherwise exponential backoff with up to 25 % jitter.
+    means "do not retry". Otherwise exponential backoff from ``initial`` with up to 25 %
+    jitter.
     """
     if retry_after is not None:
         return retry_after if retry_after <= max_retry_after else None
-    delay = min(INITIAL_RETRY_DELAY_S * 2.0**attempt, MAX_RETRY_DELAY_S)
+    delay = min(initial * 2.0**attempt, MAX_RETRY_DELAY_S)
     return delay * (1.0 - 0.25 * rng())
 
 
@@ -122,6 +125,8 @@ class RetryBudget:
 
     def __init__(self, initial: int) -> None:
         self._tokens = initial
+        self.disabled = initial <= 0
+        """No retries at all (``max_retries=0``), not even on throttling."""
         self._lock = threading.Lock()
         self.spent = 0
         """Retries taken so far."""
@@ -137,5 +142,7 @@ class RetryBudget:
 
     def earn(self) -> None:
         """A request succeeded: one more retry for the rest of the call."""
+        if self.disabled:
+            return
         with self._lock:
             self._tokens += 1

@@ -41,7 +41,12 @@ import httpx
 from pydantic import SecretStr
 
 from dashscope_embeddings._config import Endpoints
-from dashscope_embeddings._constants import DEFAULT_CONNECT_TIMEOUT_S, MAX_RESPONSE_BYTES
+from dashscope_embeddings._constants import (
+    DEFAULT_CONNECT_TIMEOUT_S,
+    INITIAL_RETRY_DELAY_S,
+    INITIAL_THROTTLE_DELAY_S,
+    MAX_RESPONSE_BYTES,
+)
 from dashscope_embeddings._errors import (
     APIConnectionError,
     APIError,
@@ -383,12 +388,21 @@ class BaseTransport:
         if isinstance(error, APIStatusError):
             if not should_retry(error, error.headers):
                 return None
-            delay = retry_delay(attempt, error.retry_after)
+            initial = (
+                INITIAL_THROTTLE_DELAY_S
+                if isinstance(error, RateLimitError)
+                else INITIAL_RETRY_DELAY_S
+            )
+            delay = retry_delay(attempt, error.retry_after, initial=initial)
         elif isinstance(error, (APIConnectionError, ResponseValidationError)):
             delay = retry_delay(attempt)
         else:
             return None
-        if delay is None or not budget.take():
+        if delay is None or budget.disabled:
+            return None
+        # Throttling is back-pressure the limiter answers, not a failure: it does not draw on
+        # the call's budget (the per-request cap of attempts still bounds it).
+        if not isinstance(error, RateLimitError) and not budget.take():
             return None
         logger.info(
             "%s %s: retrying in %.2fs (retry %d) after %s",
