@@ -36,8 +36,9 @@ asyncio) that holds them; every actor's client asks it:
 * **max_concurrency: a permit per HTTP attempt.** The client's httpx transport takes a permit
   just before a request is sent and gives it back when the answer has been read (first come,
   first served). A permit is a lease that ends by itself ``timeout`` + 30 s later, so an actor
-  killed mid-request cannot leak one. Each actor's own ceiling is the whole ``max_concurrency``:
-  one busy actor may use the account alone while the others wait for input.
+  killed mid-request cannot leak one. Each actor's own ceiling is twice ``max_concurrency``:
+  one busy actor may use the whole account while the others wait for input, and requests wait
+  in line at the coordinator, so a permit given back goes to the next one at once.
 * **429s still adapt.** Inside each actor the core's adaptive limiter still steps back on
   throttling: the account's real bound may be lower than the one declared, or other programs
   may share it.
@@ -45,7 +46,7 @@ asyncio) that holds them; every actor's client asks it:
 Why not give each of N actors 1/N of the quota: an actor does not know N (an autoscaling pool
 changes it), a small cap splits badly (5 permits for 2 actors: 2 + 2 wastes one, 3 + 3 goes
 over), and the shares of idle actors are lost (a job's last batches, uneven batches). Asking
-costs one round trip per attempt for a rate reservation and one for a permit (about 0.7 ms each
+costs one round trip per attempt for a rate reservation and one for a permit (about 1 ms each
 on one machine, against tens or hundreds of milliseconds per request); the release is not
 waited for. Without ``rpm`` / ``tpm`` / ``max_concurrency`` no coordinator is made, and each
 actor's adaptive limiter finds its share from the 429s alone (more 429s: see
@@ -75,13 +76,14 @@ except ModuleNotFoundError as exc:  # pragma: no cover - depends on the environm
         name="ray",
     ) from exc
 
-from dashscope_embeddings.ray._embedder import DashScopeEmbedder, RejectedRowsError
+from dashscope_embeddings.ray._embedder import DashScopeEmbedder
 from dashscope_embeddings.ray._quota import (
     FleetQuota,
     FleetQuotaError,
     QuotaLimits,
     QuotaStats,
 )
+from dashscope_embeddings.ray._rejected import RejectedRowsError
 
 __all__ = [
     "DashScopeEmbedder",

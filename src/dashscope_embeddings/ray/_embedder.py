@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import threading
 import typing
 import urllib.request
 from collections.abc import Mapping
@@ -15,7 +16,7 @@ from pydantic import SecretStr
 
 from dashscope_embeddings._client import DashScopeClient
 from dashscope_embeddings._config import resolve_endpoints
-from dashscope_embeddings._errors import ConfigurationError, DashScopeError, InvalidInputError
+from dashscope_embeddings._errors import ConfigurationError, InvalidInputError
 from dashscope_embeddings._limiter import RateBudget
 from dashscope_embeddings._options import ClientOptions, ClientSettings
 from dashscope_embeddings._registry import get_model_spec
@@ -27,6 +28,7 @@ from dashscope_embeddings._types import (
     SparseVector,
     TextType,
 )
+from dashscope_embeddings.ray._budgets import FleetRate, PermitTransport
 from dashscope_embeddings.ray._columns import (
     add_columns,
     batch_format,
@@ -35,89 +37,26 @@ from dashscope_embeddings.ray._columns import (
     sparse_column,
     string_column,
 )
-from dashscope_embeddings.ray._quota import (
-    FleetQuota,
-    FleetRate,
-    PermitTransport,
-    QuotaLimits,
+from dashscope_embeddings.ray._quota import FleetQuota, QuotaLimits
+from dashscope_embeddings.ray._rejected import (
+    RejectedRowsError,
+    reason,
+    rejected_rows_error,
+    text_problem,
 )
 from dashscope_embeddings.resources.text import LongText
 
 if typing.TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker needs it
     from typing_extensions import Unpack
 
-__all__ = ["DashScopeEmbedder", "RejectedRowsError"]
+__all__ = ["DashScopeEmbedder"]
 
 logger = logging.getLogger("dashscope_embeddings.ray")
 
 _FLEET_OPTIONS = ("rpm", "tpm", "max_concurrency")
-_SHOWN = 5  # failed rows named in an error message
 _DEFAULT_TIMEOUT_S = typing.cast(float, ClientSettings.model_fields["timeout"].default)
 _LEASE_MARGIN_S = 30.0  # a permit outlives its attempt's deadline by this much
 _LEASE_NO_DEADLINE_S = 600.0
-
-
-class RejectedRowsError(DashScopeError):
-    """Rows of one Ray batch got no vector (``on_error="raise"``), named by key or position.
-
-    The service rejected them (content inspection, length) or they had no text to send; every
-    other row of the batch was embedded, but the batch is not returned, so nothing is written
-    with a hole in it. Pass ``on_error="skip"`` to keep them with a null vector and the reason
-    in an error column instead.
-
-    Attributes:
-        failed: Position in the Ray batch -> why that row has no vector.
-        keys: Position in the Ray batch -> the row's ``key_column`` value (empty without one).
-        key_column: The column that names rows, or ``None``.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        failed: Mapping[int, FailedInput],
-        keys: Mapping[int, object] | None = None,
-        key_column: str | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.failed = dict(failed)
-        self.keys = dict(keys or {})
-        self.key_column = key_column
-
-    @property
-    def rows(self) -> list[object]:
-        """The failed rows' keys (or their positions in the batch, without a key column)."""
-        return [self.keys.get(p, p) for p in sorted(self.failed)]
-
-    def __reduce__(self) -> tuple[typing.Any, tuple[typing.Any, ...]]:
-        # Ray sends the error from the actor to the driver as a pickle.
-        return (_rebuild_rejected, (str(self), self.failed, self.keys, self.key_column))
-
-
-def _rebuild_rejected(
-    message: str,
-    failed: Mapping[int, FailedInput],
-    keys: Mapping[int, object],
-    key_column: str | None,
-) -> RejectedRowsError:
-    return RejectedRowsError(message, failed=failed, keys=keys, key_column=key_column)
-
-
-def _reason(failure: FailedInput) -> str:
-    status = f"HTTP {failure.status_code} " if failure.status_code else ""
-    code = f"{failure.code}: " if failure.code else ""
-    rid = f" (request_id={failure.request_id})" if failure.request_id else ""
-    return f"{status}{code}{failure.message}{rid}"
-
-
-def _text_problem(value: object) -> str | None:
-    if value is None:
-        return "no text (null)"
-    if not isinstance(value, str):
-        return f"not a text: a {type(value).__name__}"
-    if not value or value.isspace():
-        return "empty text" if not value else "only whitespace"
-    return None
 
 
 def _env_proxy(url: str) -> str | None:
@@ -235,6 +174,7 @@ class DashScopeEmbedder:
         self._client: DashScopeClient | None = None
         self._http: httpx.Client | None = None
         self._quota: FleetQuota | None = None
+        self._lock = threading.Lock()  # Ray may run several batches of one actor at once
         self._connect()
 
     # --- set-up ------------------------------------------------------------------------------
@@ -265,7 +205,9 @@ class DashScopeEmbedder:
             elif limits.rpm is not None:
                 rpm_budget = FleetRate(self._quota, tokens=False)
             if limits.max_concurrency is not None:
-                options["max_concurrency"] = limits.max_concurrency  # this actor's ceiling
+                # Twice the fleet's cap: requests queue at the coordinator, so a permit given
+                # back goes to the next request at once (one message, not a round trip later).
+                options["max_concurrency"] = min(1024, 2 * limits.max_concurrency)
                 options.setdefault("timeout", _DEFAULT_TIMEOUT_S)  # else httpx's would hold
                 self._http = self._permit_client(limits.max_concurrency, options)
         self._client = DashScopeClient(
@@ -302,7 +244,11 @@ class DashScopeEmbedder:
     @property
     def client(self) -> DashScopeClient:
         """This process's client (made again after unpickling, on first use)."""
-        return self._client if self._client is not None else self._connect()
+        client = self._client
+        if client is not None:
+            return client
+        with self._lock:
+            return self._client if self._client is not None else self._connect()
 
     def close(self) -> None:
         """Close the client and its connections (Ray does it when the actor ends)."""
@@ -317,7 +263,12 @@ class DashScopeEmbedder:
         # Never the client, its connections or the quota handle: each process makes its own.
         state = dict(self.__dict__)
         state.update(_client=None, _http=None, _quota=None)
+        del state["_lock"]
         return state
+
+    def __setstate__(self, state: dict[str, typing.Any]) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         fleet = ", ".join(
@@ -347,7 +298,7 @@ class DashScopeEmbedder:
         failed: dict[int, FailedInput] = {}
         to_send: list[int] = []
         for row, value in enumerate(texts):
-            problem = _text_problem(value)
+            problem = text_problem(value)
             if problem is None:
                 to_send.append(row)
             else:
@@ -374,7 +325,7 @@ class DashScopeEmbedder:
             columns[self.sparse_column] = sparse_column(sparse)
         if self.on_error == "skip":
             columns[self.error_column] = string_column(
-                [_reason(failed[r]) if r in failed else None for r in range(rows)]
+                [reason(failed[r]) if r in failed else None for r in range(rows)]
             )
         return add_columns(batch, fmt, columns)
 
@@ -437,21 +388,10 @@ class DashScopeEmbedder:
         if self.key_column is not None:
             values = column_values(batch, fmt, self.key_column)
             keys = {row: values[row] for row in failed}
-        named = []
-        for row in sorted(failed)[:_SHOWN]:
-            label = f"{self.key_column}={keys[row]!r}" if keys else f"row {row}"
-            named.append(f"{label}: {_reason(failed[row])}")
-        more = f"; and {len(failed) - _SHOWN} more" if len(failed) > _SHOWN else ""
-        where = (
-            ""
-            if keys
-            else " (rows counted within this Ray batch; pass key_column= to name them by a "
-            "column such as an id)"
+        return rejected_rows_error(
+            failed,
+            rows=rows,
+            keys=keys,
+            key_column=self.key_column,
+            columns=(self.output_column, self.error_column),
         )
-        message = (
-            f"{len(failed)} of {rows} rows of a Ray batch got no vector{where}: "
-            f"{'; '.join(named)}{more}. The batch is not returned; pass on_error='skip' to keep "
-            f"those rows with a null {self.output_column!r} and the reason in "
-            f"{self.error_column!r}"
-        )
-        return RejectedRowsError(message, failed=failed, keys=keys, key_column=self.key_column)
