@@ -59,14 +59,6 @@ from dashscope_embeddings._limiter import (
     RateWindow,
     SyncLimiter,
 )
-from dashscope_embeddings._namespaces import (
-    AsyncBatches,
-    AsyncFiles,
-    AsyncTasks,
-    Batches,
-    Files,
-    Tasks,
-)
 from dashscope_embeddings._options import (
     NOT_GIVEN,
     ClientOptions,
@@ -79,7 +71,6 @@ from dashscope_embeddings._options import (
 from dashscope_embeddings._progress import Progress, ProgressTracker, make_tracker
 from dashscope_embeddings._registry import ModelSpec, get_model_spec
 from dashscope_embeddings._retry import RetryBudget
-from dashscope_embeddings._stream import StreamPart, astream, stream
 from dashscope_embeddings._transport import (
     Answer,
     APIRequest,
@@ -96,11 +87,23 @@ from dashscope_embeddings._types import (
     WireProtocol,
 )
 from dashscope_embeddings._usage import UsageTracker
-from dashscope_embeddings.resources import multimodal, text
+from dashscope_embeddings.resources import text
 from dashscope_embeddings.resources._common import assemble
 
 if typing.TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker needs it
     from typing_extensions import Unpack
+
+    # Imported where used: importing the core stays cheap (multimodal inputs, the Batch API
+    # namespaces and streaming load on first use).
+    from dashscope_embeddings._namespaces import (
+        AsyncBatches,
+        AsyncFiles,
+        AsyncTasks,
+        Batches,
+        Files,
+        Tasks,
+    )
+    from dashscope_embeddings._stream import StreamPart
 
 __all__ = ["AsyncDashScopeClient", "DashScopeClient"]
 
@@ -279,6 +282,8 @@ class _ClientBase:
         self._check_open()
         spec = get_model_spec(model)
         items = list(inputs) if not isinstance(inputs, Sequence) else inputs
+        from dashscope_embeddings.resources import multimodal
+
         plan = multimodal.plan_multimodal_call(
             items,
             spec=spec,
@@ -298,7 +303,7 @@ class _ClientBase:
             model=spec.name,
             spec=spec,
             region=self.endpoints.region,
-            refs=typing.cast(multimodal.MultimodalCall, plan).refs,
+            refs=typing.cast(typing.Any, plan).refs,
             outcome=outcome,
             output_type="dense",
             on_error=on_error,
@@ -420,16 +425,22 @@ class DashScopeClient(_ClientBase):
     @property
     def files(self) -> Files:
         """Upload, get, download and delete stored files (for the Batch API)."""
+        from dashscope_embeddings._namespaces import Files
+
         return Files(self)
 
     @property
     def batches(self) -> Batches:
         """Create, get, list and cancel Batch API jobs."""
+        from dashscope_embeddings._namespaces import Batches
+
         return Batches(self)
 
     @property
     def tasks(self) -> Tasks:
         """Poll and cancel asynchronous tasks."""
+        from dashscope_embeddings._namespaces import Tasks
+
         return Tasks(self)
 
     def _request(
@@ -648,6 +659,8 @@ class DashScopeClient(_ClientBase):
             )
 
         self._check_open()
+        from dashscope_embeddings._stream import stream
+
         return stream(
             embed, texts, part_size=size, window=depth, numpy=numpy, on_error=on_error
         )
@@ -836,16 +849,22 @@ class AsyncDashScopeClient(_ClientBase):
     @property
     def files(self) -> AsyncFiles:
         """Upload, get, download and delete stored files (for the Batch API)."""
+        from dashscope_embeddings._namespaces import AsyncFiles
+
         return AsyncFiles(self)
 
     @property
     def batches(self) -> AsyncBatches:
         """Create, get, list and cancel Batch API jobs."""
+        from dashscope_embeddings._namespaces import AsyncBatches
+
         return AsyncBatches(self)
 
     @property
     def tasks(self) -> AsyncTasks:
         """Poll and cancel asynchronous tasks."""
+        from dashscope_embeddings._namespaces import AsyncTasks
+
         return AsyncTasks(self)
 
     async def _request(
@@ -1043,6 +1062,8 @@ class AsyncDashScopeClient(_ClientBase):
             )
 
         self._check_open()
+        from dashscope_embeddings._stream import astream
+
         return astream(
             embed, texts, part_size=size, window=depth, numpy=numpy, on_error=on_error
         )

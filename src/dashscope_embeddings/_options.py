@@ -74,7 +74,11 @@ class ClientSettings(BaseModel):
     """
 
     model_config = ConfigDict(
-        extra="forbid", arbitrary_types_allowed=True, protected_namespaces=(), frozen=False
+        extra="forbid",
+        arbitrary_types_allowed=True,
+        protected_namespaces=(),
+        frozen=False,
+        defer_build=True,  # built on first use: importing the package stays cheap
     )
 
     region: str | None = Field(
