@@ -160,6 +160,7 @@ def main() -> int:
         ray.init(
             num_cpus=max(actor_counts) + 2,  # logical: the actors wait on the network
             include_dashboard=False,
+            _node_ip_address="127.0.0.1",  # Ray's own traffic stays on loopback
             log_to_driver=False,
             logging_level="ERROR",
         )

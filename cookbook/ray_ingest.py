@@ -95,7 +95,8 @@ def main(argv: list[str] | None = None) -> int:
 
     with service() as (where, emulator):
         print(f"Embedding {args.count:,} texts from {corpus}/ with {args.actors} actors on {where}")
-        ray.init(include_dashboard=False, logging_level="WARNING")
+        # A local cluster on loopback; on a real cluster, ray.init() joins it as usual.
+        ray.init(include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1")
         ray.data.DataContext.get_current().enable_progress_bars = False
         try:
             started = time.monotonic()

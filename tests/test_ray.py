@@ -92,6 +92,7 @@ def ray_local() -> Iterator[pathlib.Path]:
         ray.init(
             num_cpus=2,
             include_dashboard=False,
+            _node_ip_address="127.0.0.1",  # Ray's own traffic stays on loopback
             log_to_driver=False,
             logging_level=logging.ERROR,
             configure_logging=False,
