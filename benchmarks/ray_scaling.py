@@ -157,10 +157,10 @@ def main() -> int:
         )
 
         os.environ["DASHSCOPE_API_KEY"] = h.KEY  # Ray's workers inherit it; no key in a pickle
+        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # one machine, on 127.0.0.1
         ray.init(
             num_cpus=max(actor_counts) + 2,  # logical: the actors wait on the network
             include_dashboard=False,
-            _node_ip_address="127.0.0.1",  # Ray's own traffic stays on loopback
             log_to_driver=False,
             logging_level="ERROR",
         )

@@ -95,8 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
     with service() as (where, emulator):
         print(f"Embedding {args.count:,} texts from {corpus}/ with {args.actors} actors on {where}")
-        # A local cluster on loopback; on a real cluster, ray.init() joins it as usual.
-        ray.init(include_dashboard=False, logging_level="WARNING", _node_ip_address="127.0.0.1")
+        # A one-machine cluster on 127.0.0.1 (on a real cluster, ray.init() joins it as usual).
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+        ray.init(include_dashboard=False, logging_level="WARNING")
         ray.data.DataContext.get_current().enable_progress_bars = False
         try:
             started = time.monotonic()
