@@ -37,6 +37,11 @@ from typing import Any
 import _harness as h
 import numpy as np
 import pyarrow as pa
+
+# A one-machine Ray cluster on 127.0.0.1 (read by Ray when imported; on a real cluster,
+# ray.init() joins it as usual).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import ray
 import ray.data
 
@@ -157,7 +162,6 @@ def main() -> int:
         )
 
         os.environ["DASHSCOPE_API_KEY"] = h.KEY  # Ray's workers inherit it; no key in a pickle
-        os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"  # one machine, on 127.0.0.1
         ray.init(
             num_cpus=max(actor_counts) + 2,  # logical: the actors wait on the network
             include_dashboard=False,

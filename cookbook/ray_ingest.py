@@ -27,6 +27,11 @@ import faiss
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+# A one-machine Ray cluster on 127.0.0.1 (read by Ray when imported; on a real cluster,
+# ray.init() joins it as usual).
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 import ray
 import ray.data
 
@@ -95,8 +100,6 @@ def main(argv: list[str] | None = None) -> int:
 
     with service() as (where, emulator):
         print(f"Embedding {args.count:,} texts from {corpus}/ with {args.actors} actors on {where}")
-        # A one-machine cluster on 127.0.0.1 (on a real cluster, ray.init() joins it as usual).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(include_dashboard=False, logging_level="WARNING")
         ray.data.DataContext.get_current().enable_progress_bars = False
         try:

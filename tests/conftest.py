@@ -8,6 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 
+# Ray (tests/test_ray.py) as a one-machine cluster on 127.0.0.1, so its own traffic stays on
+# loopback; Ray reads this when it is imported, so it is set before any test module loads.
+os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
+
 TEST_KEY = "sk-test-0123456789"
 NATIVE_PATH = "/api/v1/services/embeddings/text-embedding/text-embedding"
 COMPAT_PATH = "/compatible-mode/v1/embeddings"

@@ -89,8 +89,6 @@ def ray_local() -> Iterator[pathlib.Path]:
         for name in [n for n in os.environ if n.startswith("DASHSCOPE_")]:
             patch.delenv(name)
         patch.setenv("DASHSCOPE_API_KEY", TEST_KEY)
-        # A one-machine cluster on 127.0.0.1: Ray's own traffic stays on loopback.
-        patch.setenv("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         ray.init(
             num_cpus=2,
             include_dashboard=False,
