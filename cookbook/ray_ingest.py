@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
                 compute=ray.data.ActorPoolStrategy(size=args.actors),
                 batch_size=200,
                 batch_format="pyarrow",
-                num_cpus=0.5,  # the embedder waits on the network, not the CPU
+                num_cpus=0.25,  # it waits on the network: leave CPUs to read and write
             )
             ds.write_parquet(str(vectors_dir))
             elapsed = time.monotonic() - started

@@ -6,6 +6,7 @@ in this process on 127.0.0.1, where Ray's worker processes reach it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import pathlib
@@ -33,6 +34,8 @@ from dashscope_embeddings.ray import (
     fleet_quota_stats,
     remove_fleet_quota,
 )
+from dashscope_embeddings.ray._budgets import FleetRate
+from dashscope_embeddings.ray._quota import QuotaLimits, _QuotaActor
 
 from .conftest import NATIVE_PATH, TEST_KEY
 
@@ -325,3 +328,63 @@ def test_the_key_is_in_no_log_of_the_cluster(
     everything = b"\n".join(logs.values())
     assert b"dashscope_embeddings.transport DEBUG POST" in everything
     assert b"rows of a Ray batch got no vector" in everything
+
+
+# --- the quota actor's logic, in this process (no Ray needed) ---------------------------------
+
+
+async def test_a_reservation_takes_both_budgets_or_neither() -> None:
+    quota = _QuotaActor("unit")
+    await quota.configure(QuotaLimits(rpm=3, tpm=100, window_s=60))
+    assert await quota.reserve(1, 60) == 0.0
+    assert await quota.reserve(1, 60) > 0  # the tokens do not fit: the request is not taken
+    assert await quota.reserve(1, 40) == 0.0
+    assert await quota.reserve(1, 0) == 0.0
+    assert await quota.reserve(1, 0) > 0  # now the requests are spent
+    stats = await quota.stats()
+    assert (stats.reserved_requests, stats.reserved_tokens, stats.rate_waits) == (3, 100, 2)
+
+
+async def test_permits_are_first_come_first_served_and_leases_expire() -> None:
+    quota = _QuotaActor("unit")
+    await quota.configure(QuotaLimits(max_concurrency=2))
+    first, second = await quota.acquire(60), await quota.acquire(60)
+    third = asyncio.ensure_future(quota.acquire(60))
+    fourth = asyncio.ensure_future(quota.acquire(0.05))
+    await asyncio.sleep(0.01)
+    assert not third.done() and not fourth.done()
+    await quota.release(first)
+    await asyncio.sleep(0.01)
+    assert third.done() and not fourth.done()  # the first waiter gets the permit given back
+    await quota.release(second)
+    lease = await asyncio.wait_for(fourth, 1)
+    await asyncio.sleep(0.1)  # never given back: its lease runs out
+    stats = await quota.stats()
+    assert stats.expired == 1 and stats.in_flight == 1 and stats.peak_in_flight == 2
+    await quota.release(lease)  # too late: ignored
+    await quota.release(third.result())
+    assert (await quota.stats()).in_flight == 0
+
+
+class _FakeQuota:
+    def __init__(self, waits: list[float]) -> None:
+        self.waits = waits
+        self.calls: list[tuple[int, int]] = []
+
+    def reserve(self, requests: int, tokens: int) -> float:
+        self.calls.append((requests, tokens))
+        return self.waits.pop(0)
+
+
+def test_a_fleet_rate_reserves_once_per_attempt() -> None:
+    fake = _FakeQuota([0.0, 0.5, 0.0])
+    rate = FleetRate(typing.cast(typing.Any, fake), tokens=True)
+    assert rate.wait_time(120) == 0.0
+    rate.spend(120)  # the reservation is used: no second round trip
+    assert rate.wait_time(80) == 0.5
+    assert rate.wait_time(80) == 0.0
+    assert rate.wait_time(80) == 0.0  # reserved and not spent yet: the same reservation
+    assert fake.calls == [(1, 120), (1, 80), (1, 80)]
+    requests = FleetRate(typing.cast(typing.Any, _FakeQuota([0.0])), tokens=False)
+    assert requests.wait_time(1) == 0.0
+    assert typing.cast(_FakeQuota, requests.quota).calls == [(1, 0)]

@@ -18,7 +18,7 @@ Use:
             fn_constructor_kwargs={"model": "text-embedding-v4", "key_column": "id",
                                    "rpm": 1800, "max_concurrency": 16},
             compute=ray.data.ActorPoolStrategy(size=4),
-            batch_size=256, batch_format="pyarrow", num_cpus=0.5,
+            batch_size=256, batch_format="pyarrow", num_cpus=0.25,
         )
         ds.write_parquet("vectors/")
 

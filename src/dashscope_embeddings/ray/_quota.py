@@ -36,6 +36,7 @@ __all__ = [
 logger = logging.getLogger("dashscope_embeddings.ray")
 
 QUOTA_NAMESPACE = "dashscope-embeddings"
+_START_TIMEOUT_S = 120.0  # for the quota actor to start and answer (it needs no CPU)
 NO_PERMIT = -1  # what acquire() hands out when the quota has no max_concurrency
 
 
@@ -246,9 +247,11 @@ class FleetQuota:
                 max_concurrency=10_000,
                 max_restarts=-1,
             ).remote(name)
-            previous = ray.get(handle.configure.remote(limits))
+            previous = ray.get(handle.configure.remote(limits), timeout=_START_TIMEOUT_S)
         except ray.exceptions.RayError as exc:
-            raise FleetQuotaError(f"fleet quota {name!r} could not be reached: {exc}") from exc
+            raise FleetQuotaError(
+                f"fleet quota {name!r} could not be reached within {_START_TIMEOUT_S:g}s: {exc}"
+            ) from exc
         if previous is not None:
             logger.warning(
                 "fleet quota %r: limits changed from (%s) to (%s); the latest process to "
