@@ -388,3 +388,10 @@ def test_a_fleet_rate_reserves_once_per_attempt() -> None:
     requests = FleetRate(typing.cast(typing.Any, _FakeQuota([0.0])), tokens=False)
     assert requests.wait_time(1) == 0.0
     assert typing.cast(_FakeQuota, requests.quota).calls == [(1, 0)]
+
+
+def test_the_compatible_protocol_needs_no_text_type(service: Emulator) -> None:
+    embedder = DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url, protocol="compatible")
+    out = embedder({"text": np.array(["hello there"], dtype=object)})
+    assert out["embedding"].shape == (1, 1024)
+    embedder.close()

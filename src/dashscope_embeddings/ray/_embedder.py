@@ -96,7 +96,8 @@ class DashScopeEmbedder:
         text_column: The column holding the texts.
         output_column: The dense vector column added (replaced if present).
         dimension: Output size; ``None`` for the model's default.
-        text_type: ``document`` (stored chunks) or ``query``; ``None`` sends none.
+        text_type: ``document`` (stored chunks; not sent on the compatible protocol, which
+            has no such field) or ``query``; ``None`` sends none.
         output_type: ``dense``, ``sparse`` or ``dense&sparse`` (v3/v4).
         on_error: A row the service rejects, or with no text: ``raise`` (default) fails the
             batch with :class:`RejectedRowsError` naming the rows; ``skip`` gives it a null
@@ -161,7 +162,11 @@ class DashScopeEmbedder:
                 f"column names must differ: text {text_column!r}, added {added}"
             )
         self.dimension = dimension
-        self.text_type: TextType | None = text_type
+        # The compatible endpoint has no text_type (it embeds every text as a document).
+        compatible = options.get("protocol") == "compatible"
+        self.text_type: TextType | None = (
+            None if compatible and text_type == "document" else text_type
+        )
         self.output_type: OutputType = output_type
         self.on_error: OnError = on_error
         self.long_text: LongText = long_text
