@@ -10,7 +10,7 @@ bundled emulator on 127.0.0.1 (a cap of 8 requests in flight, like an account's)
 worker processes on this machine reach over loopback.
 
     pip install "dashscope-embeddings[ray,faiss,emulator]"
-    python cookbook/ray_ingest.py [--count 5000] [--actors 2] [--out ray_ingest_out]
+    python cookbook/ray_ingest.py [--count 5000] [--actors 2] [--out DIR]
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import argparse
 import contextlib
 import os
 import random
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -92,10 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--actors", type=int, default=2)
     parser.add_argument("--dimension", type=int, default=256)
     parser.add_argument("--max-concurrency", type=int, default=8, help="for the whole fleet")
-    parser.add_argument("--out", type=Path, default=Path("ray_ingest_out"))
+    parser.add_argument(
+        "--out", type=Path, default=None, help="keep the Parquet files here (default: a temp dir)"
+    )
     args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    corpus, vectors_dir = args.out / "corpus", args.out / "vectors"
+    with contextlib.ExitStack() as stack:
+        out = args.out or Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        return run(args, out)
+
+
+def run(args: argparse.Namespace, out: Path) -> int:
+    """Write the corpus under ``out``, embed it on Ray, index the vectors, answer a query."""
+    out.mkdir(parents=True, exist_ok=True)
+    corpus, vectors_dir = out / "corpus", out / "vectors"
     write_corpus(corpus, args.count)
 
     with service() as (where, emulator):
