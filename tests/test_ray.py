@@ -395,3 +395,12 @@ def test_the_compatible_protocol_needs_no_text_type(service: Emulator) -> None:
     out = embedder({"text": np.array(["hello there"], dtype=object)})
     assert out["embedding"].shape == (1, 1024)
     embedder.close()
+
+
+def test_a_missing_column_is_named_with_the_columns_there_are(service: Emulator) -> None:
+    embedder = DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url, key_column="doc")
+    with pytest.raises(KeyError, match=r"column 'text' is not in this Ray batch.*body, doc"):
+        embedder(pa.table({"body": ["a"], "doc": ["d-1"]}))
+    with pytest.raises(KeyError, match=r"key_column 'doc' is not in this Ray batch.*text, id"):
+        embedder({"text": np.array(["a"], dtype=object), "id": np.array([1])})
+    embedder.close()

@@ -33,6 +33,7 @@ __all__ = [
     "BatchFormat",
     "add_columns",
     "batch_format",
+    "column_names",
     "column_values",
     "dense_column",
     "num_rows",
@@ -71,7 +72,8 @@ def batch_format(batch: object) -> BatchFormat:
     )
 
 
-def _names(batch: typing.Any, fmt: BatchFormat) -> list[str]:
+def column_names(batch: typing.Any, fmt: BatchFormat) -> list[str]:
+    """The batch's column names, in order."""
     if fmt == "pyarrow":
         return list(batch.column_names)
     return [str(name) for name in (batch.keys() if fmt == "numpy" else batch.columns)]
@@ -92,7 +94,7 @@ def column_values(batch: typing.Any, fmt: BatchFormat, column: str) -> list[obje
     Raises:
         KeyError: ``column`` is not in the batch; the message lists the columns there are.
     """
-    names = _names(batch, fmt)
+    names = column_names(batch, fmt)
     if column not in names:
         raise KeyError(
             f"column {column!r} is not in this Ray batch (columns: {', '.join(names) or 'none'})"

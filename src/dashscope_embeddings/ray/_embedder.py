@@ -32,6 +32,7 @@ from dashscope_embeddings.ray._budgets import FleetRate, PermitTransport
 from dashscope_embeddings.ray._columns import (
     add_columns,
     batch_format,
+    column_names,
     column_values,
     dense_column,
     sparse_column,
@@ -293,12 +294,17 @@ class DashScopeEmbedder:
 
         Raises:
             RejectedRowsError: ``on_error="raise"`` and some rows got no vector.
-            KeyError: The text (or key) column is not in the batch.
+            KeyError: The text or key column is not in the batch.
             TypeError: Not one of Ray's batch formats.
             APIError: A call that failed as a whole (bad key, retries spent...).
         """
         fmt = batch_format(batch)
         texts = column_values(batch, fmt, self.text_column)
+        if self.key_column is not None and self.key_column not in column_names(batch, fmt):
+            raise KeyError(
+                f"key_column {self.key_column!r} is not in this Ray batch (columns: "
+                f"{', '.join(column_names(batch, fmt))})"
+            )
         rows = len(texts)
         failed: dict[int, FailedInput] = {}
         to_send: list[int] = []
