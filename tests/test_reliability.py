@@ -298,3 +298,10 @@ def test_ctrl_c_stops_sending_and_the_next_call_starts_at_once() -> None:
             started = time.monotonic()
             assert len(client.embed_texts(["after the interrupt"]).embeddings) == 1
             assert time.monotonic() - started < 1.0
+
+
+def test_on_error_skip_always_returns_the_report_type(emulator: Emulator) -> None:
+    with DashScopeClient(TEST_KEY, base_url=emulator.url) as client:
+        result = client.embed_texts(corpus(12), on_error="skip")
+    assert isinstance(result, PartialResult) and result.complete and not result.failed
+    assert all(v is not None for v in result.embeddings)

@@ -259,9 +259,9 @@ def assemble(
             outcome.fatal.message += f" ({describe_unknown(spec.name)})"
             outcome.fatal.args = (outcome.fatal.message,)
         raise outcome.fatal
+    if on_error == "skip":  # always the report type, whole or not (``.complete`` tells)
+        return partial
     if failed:
-        if on_error == "skip":
-            return partial
         if len(failed) < len(refs) or first_error is None:
             raise PartialEmbeddingError(partial)
         # Nothing was embedded: raise the service's own error (naming the caller's input),
