@@ -108,7 +108,6 @@ if typing.TYPE_CHECKING:  # typing.Unpack is 3.11+; only the type checker needs 
 __all__ = ["AsyncDashScopeClient", "DashScopeClient"]
 
 T = typing.TypeVar("T")
-_Self = typing.TypeVar("_Self", bound="_ClientBase")
 
 logger = logging.getLogger("dashscope_embeddings.client")
 
@@ -354,14 +353,8 @@ def _request_options(
     timeout: TimeoutTypes | NotGiven,
     max_retries: int | NotGiven,
     extra_headers: Mapping[str, str] | None,
-    extra_body: Mapping[str, typing.Any] | None,
 ) -> RequestOptions:
-    return RequestOptions(
-        timeout=timeout,
-        max_retries=max_retries,
-        extra_headers=extra_headers,
-        extra_body=extra_body,
-    )
+    return RequestOptions(timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
 
 
 class DashScopeClient(_ClientBase):
@@ -593,7 +586,7 @@ class DashScopeClient(_ClientBase):
             extra_body=extra_body,
             long_text=long_text,
         )
-        options = _request_options(timeout, max_retries, extra_headers, None)
+        options = _request_options(timeout, max_retries, extra_headers)
         tracker = make_tracker(progress, call.refs, description=call.spec.name)
         started = time.monotonic()
         try:
@@ -724,7 +717,7 @@ class DashScopeClient(_ClientBase):
             instruct=instruct,
             extra_body=extra_body,
         )
-        options = _request_options(timeout, max_retries, extra_headers, None)
+        options = _request_options(timeout, max_retries, extra_headers)
         return self._finish_multimodal(spec, plan, self._run(plan, options), on_error)
 
     def _run(
@@ -1002,7 +995,7 @@ class AsyncDashScopeClient(_ClientBase):
             extra_body=extra_body,
             long_text=long_text,
         )
-        options = _request_options(timeout, max_retries, extra_headers, None)
+        options = _request_options(timeout, max_retries, extra_headers)
         tracker = make_tracker(progress, call.refs, description=call.spec.name)
         started = time.monotonic()
         try:
@@ -1123,7 +1116,7 @@ class AsyncDashScopeClient(_ClientBase):
             instruct=instruct,
             extra_body=extra_body,
         )
-        options = _request_options(timeout, max_retries, extra_headers, None)
+        options = _request_options(timeout, max_retries, extra_headers)
         return self._finish_multimodal(spec, plan, await self._run(plan, options), on_error)
 
     async def _run(

@@ -7,8 +7,8 @@ framework adapters inherit it, so an option is added or changed in this one plac
 :class:`ClientOptions` is the same set as a ``TypedDict``, for type checkers only (a test
 keeps the two equal).
 
-Per-call escape hatches (``extra_body``, ``extra_headers``, ``timeout``, ``max_retries``) are
-in :class:`RequestOptions`.
+Per-call transport overrides (``extra_headers``, ``timeout``, ``max_retries``) are in
+:class:`RequestOptions`; ``extra_body`` is merged by the endpoint modules as they build bodies.
 """
 
 from __future__ import annotations
@@ -208,16 +208,13 @@ class RequestOptions:
 
     Attributes:
         timeout: Deadline per attempt, in seconds (``None`` waits forever).
-        max_retries: Retries per request for this call.
+        max_retries: The retry budget of this call to start with.
         extra_headers: Headers added to every request of the call.
-        extra_body: Merged into every JSON body of the call (nested objects merged key by
-            key), for service parameters this package does not know yet.
     """
 
     timeout: TimeoutTypes | NotGiven = NOT_GIVEN
     max_retries: int | NotGiven = NOT_GIVEN
     extra_headers: typing.Mapping[str, str] | None = None
-    extra_body: typing.Mapping[str, typing.Any] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.timeout, NotGiven):

@@ -58,7 +58,13 @@ from dashscope_embeddings._errors import (
     make_status_error,
 )
 from dashscope_embeddings._limiter import AsyncLimiter, RateBudget, SyncLimiter
-from dashscope_embeddings._options import NOT_GIVEN, ClientSettings, NotGiven, RequestOptions
+from dashscope_embeddings._options import (
+    NOT_GIVEN,
+    ClientSettings,
+    NotGiven,
+    RequestOptions,
+    TimeoutTypes,
+)
 from dashscope_embeddings._retry import (
     MAX_ATTEMPTS_PER_REQUEST,
     RetryBudget,
@@ -264,13 +270,17 @@ class BaseTransport:
     def __repr__(self) -> str:
         return f"{type(self).__name__}(base_url={self.endpoints.native_base!r})"
 
+    def _given_timeout(self, options: RequestOptions) -> TimeoutTypes | NotGiven:
+        """This call's timeout, else the client's; ``NOT_GIVEN``: the injected client's own."""
+        if not isinstance(options.timeout, NotGiven):
+            return options.timeout
+        return NOT_GIVEN if self._use_client_timeout else self.settings.timeout
+
     def timeout(self, options: RequestOptions) -> httpx.Timeout | None:
         """The httpx timeout of one attempt; ``None`` means "the injected client's own"."""
-        value = options.timeout
+        value = self._given_timeout(options)
         if isinstance(value, NotGiven):
-            if self._use_client_timeout:
-                return None
-            value = self.settings.timeout
+            return None
         if isinstance(value, httpx.Timeout):
             return value
         if value is None:
@@ -279,15 +289,13 @@ class BaseTransport:
 
     def deadline(self, options: RequestOptions) -> float | None:
         """Seconds one attempt may take in all, reading the answer included."""
-        value = options.timeout if not isinstance(options.timeout, NotGiven) else NOT_GIVEN
-        if isinstance(value, NotGiven):
-            if self._use_client_timeout:
-                return None
-            value = self.settings.timeout
+        value = self._given_timeout(options)
+        if isinstance(value, NotGiven) or value is None:
+            return None
         if isinstance(value, httpx.Timeout):
             parts = [value.read, value.connect]
             return None if any(p is None for p in parts) else sum(p or 0.0 for p in parts)
-        return None if value is None else float(value)
+        return float(value)
 
     def max_retries(self, options: RequestOptions) -> int:
         """The call's retry budget to start with."""
