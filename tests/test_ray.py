@@ -84,6 +84,20 @@ def _reference(url: str, texts: list[str]) -> np.ndarray[typing.Any, np.dtype[np
     return typing.cast("np.ndarray[typing.Any, np.dtype[np.float32]]", result.to_numpy())
 
 
+def _start_ray(**kwargs: typing.Any) -> None:
+    """``ray.init``, tried a second time when the node does not come up in time.
+
+    On a loaded 2-core machine the raylet can miss Ray's own 30 s start-up wait; what failed is
+    shut down before the second try, so no half-started process is left behind.
+    """
+    try:
+        ray.init(**kwargs)
+    except Exception:
+        ray.shutdown()
+        time.sleep(2)
+        ray.init(**kwargs)
+
+
 @pytest.fixture(scope="module")
 def ray_local() -> Iterator[pathlib.Path]:
     """Ray on this machine, its workers started with the test key as their only DashScope
@@ -92,7 +106,7 @@ def ray_local() -> Iterator[pathlib.Path]:
         for name in [n for n in os.environ if n.startswith("DASHSCOPE_")]:
             patch.delenv(name)
         patch.setenv("DASHSCOPE_API_KEY", TEST_KEY)
-        ray.init(
+        _start_ray(
             num_cpus=2,
             include_dashboard=False,
             log_to_driver=False,
