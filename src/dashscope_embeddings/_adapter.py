@@ -36,7 +36,7 @@ from dashscope_embeddings._inputs import Text
 from dashscope_embeddings._memo import Half, HalvesMemo, Handoff, Settings
 from dashscope_embeddings._options import ClientSettings
 from dashscope_embeddings._registry import ModelSpec, get_model_spec, list_models
-from dashscope_embeddings._types import EmbeddingResult, PartialResult, TextType, Usage
+from dashscope_embeddings._types import EmbeddingResult, TextType, Usage
 from dashscope_embeddings._usage import UsageTracker
 from dashscope_embeddings.resources.multimodal import check_multimodal_options
 from dashscope_embeddings.resources.text import check_options
@@ -476,7 +476,7 @@ class AdapterSettings(ClientSettings):
             inputs, on_error="raise", **self._media_kwargs(query, fps)
         )
         self._runtime().usage.add(result.usage)
-        return _whole(result)
+        return result.embeddings
 
     async def _aembed_media(
         self,
@@ -495,11 +495,4 @@ class AdapterSettings(ClientSettings):
             inputs, on_error="raise", **self._media_kwargs(query, fps)
         )
         self._runtime().usage.add(result.usage)
-        return _whole(result)
-
-
-def _whole(result: EmbeddingResult | PartialResult) -> list[list[float]]:
-    """The vectors of a call made with ``on_error="raise"`` (never partial)."""
-    if not isinstance(result, EmbeddingResult):  # pragma: no cover - on_error="raise"
-        raise TypeError("expected a whole EmbeddingResult")
-    return result.embeddings
+        return result.embeddings
