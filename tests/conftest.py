@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-# Ray (tests/test_ray.py) as a one-machine cluster on 127.0.0.1, so its own traffic stays on
+# Ray (tests/e2e/test_ray.py) as a one-machine cluster on 127.0.0.1, so its own traffic stays on
 # loopback; Ray reads this when it is imported, so it is set before any test module loads.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 

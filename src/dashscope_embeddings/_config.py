@@ -22,7 +22,13 @@ from dashscope_embeddings._constants import (
 )
 from dashscope_embeddings._errors import ConfigurationError
 
-__all__ = ["Endpoints", "check_transport_security", "resolve_api_key", "resolve_endpoints"]
+__all__ = [
+    "Endpoints",
+    "check_transport_security",
+    "checked_endpoints",
+    "resolve_api_key",
+    "resolve_endpoints",
+]
 
 _LOOPBACK_NAMES = frozenset({"localhost", "::1"})
 
@@ -147,3 +153,31 @@ def check_transport_security(endpoints: Endpoints, *, allow_insecure_http: bool)
             "would cross the network unencrypted. Use https://, or pass "
             "allow_insecure_http=True if the network is yours"
         )
+
+
+class _Placement(typing.Protocol):
+    """The settings that say where requests go (a client's or an adapter's)."""
+
+    @property
+    def region(self) -> str | None: ...
+    @property
+    def base_url(self) -> str | None: ...
+    @property
+    def workspace(self) -> str | None: ...
+    @property
+    def allow_insecure_http(self) -> bool: ...
+
+
+def checked_endpoints(settings: _Placement) -> Endpoints:
+    """Where ``settings`` send requests, checked by :func:`check_transport_security`.
+
+    One place for what every client, adapter and front door does before its first request.
+
+    Raises:
+        ConfigurationError: An unknown region, a bad URL, or plain HTTP off this machine.
+    """
+    endpoints = resolve_endpoints(
+        region=settings.region, base_url=settings.base_url, workspace=settings.workspace
+    )
+    check_transport_security(endpoints, allow_insecure_http=settings.allow_insecure_http)
+    return endpoints

@@ -25,8 +25,7 @@ from dashscope_embeddings import (
     ServerError,
 )
 from dashscope_embeddings.emulator import Emulator
-
-from .conftest import COMPAT_PATH, NATIVE_PATH, TEST_KEY, sent_bodies
+from tests.conftest import COMPAT_PATH, NATIVE_PATH, TEST_KEY, sent_bodies
 
 TEXTS = [f"document number {i} about topic {i % 4}" for i in range(25)]
 

@@ -574,7 +574,7 @@ def test_invalid_settings(kwargs: dict[str, Any]) -> None:
 
 
 def test_cli() -> None:
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, [src, os.environ.get("PYTHONPATH")])),

@@ -17,8 +17,7 @@ from dashscope_embeddings.llama_index import (
     DashScopeTextEmbeddingModels,
     DashScopeTextEmbeddingType,
 )
-
-from .conftest import TEST_KEY, sent_bodies
+from tests.conftest import TEST_KEY, sent_bodies
 
 
 def test_is_a_base_embedding_defaulting_to_the_current_model(emulator_env: Emulator) -> None:

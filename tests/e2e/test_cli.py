@@ -27,8 +27,7 @@ from dashscope_embeddings import DashScopeClient, estimate_tokens, list_models
 from dashscope_embeddings.batch import BatchJob
 from dashscope_embeddings.cli import main
 from dashscope_embeddings.emulator import Emulator
-
-from .conftest import NATIVE_PATH, TEST_KEY
+from tests.conftest import NATIVE_PATH, TEST_KEY
 
 MODEL = "text-embedding-v4"
 DIM = 64

@@ -25,10 +25,9 @@ from dashscope_embeddings import InvalidInputError
 from dashscope_embeddings.emulator import Emulator
 from dashscope_embeddings.langchain import DashScopeEmbeddings
 from dashscope_embeddings.llama_index import DashScopeEmbedding
+from tests.media import png
 
-from .test_emulator_multimodal import png
-
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 MM_PATH = "/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding"
 TEXT_PATH = "/api/v1/services/embeddings/text-embedding/text-embedding"
 PLUS = "tongyi-embedding-vision-plus"

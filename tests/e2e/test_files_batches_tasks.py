@@ -21,8 +21,7 @@ from dashscope_embeddings._options import RequestOptions
 from dashscope_embeddings._retry import RetryBudget
 from dashscope_embeddings._transport import APIRequest, SyncTransport
 from dashscope_embeddings.emulator import Emulator
-
-from .conftest import TEST_KEY
+from tests.conftest import TEST_KEY
 
 
 def _jsonl(groups: dict[str, list[str]]) -> bytes:

@@ -25,8 +25,7 @@ from dashscope_embeddings import (
 from dashscope_embeddings.emulator import Emulator
 from dashscope_embeddings.langchain import DashScopeEmbeddings
 from dashscope_embeddings.llama_index import DashScopeEmbedding
-
-from .conftest import TEST_KEY, sent_bodies
+from tests.conftest import TEST_KEY, sent_bodies
 
 # --- errors that say what to do ------------------------------------------------------------------
 

@@ -14,8 +14,7 @@ from langchain_tests.unit_tests import EmbeddingsUnitTests
 from dashscope_embeddings import BadRequestError
 from dashscope_embeddings.emulator import Emulator
 from dashscope_embeddings.langchain import DashScopeEmbeddings
-
-from .conftest import TEST_KEY, sent_bodies
+from tests.conftest import TEST_KEY, sent_bodies
 
 
 class TestStandardUnit(EmbeddingsUnitTests):

@@ -25,8 +25,7 @@ from dashscope_embeddings.llama_index import (
     DashScopeBatchTextEmbeddingModels,
     DashScopeEmbedding,
 )
-
-from .conftest import NATIVE_PATH, TEST_KEY, sent_bodies
+from tests.conftest import NATIVE_PATH, TEST_KEY, sent_bodies
 
 # --- usage outlives close() ---------------------------------------------------------------
 

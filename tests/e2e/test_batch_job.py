@@ -33,8 +33,7 @@ from dashscope_embeddings.batch import (
     WaitTimeoutError,
 )
 from dashscope_embeddings.emulator import Emulator
-
-from .conftest import TEST_KEY
+from tests.conftest import TEST_KEY
 
 MODEL = "text-embedding-v4"
 DIM = 64

@@ -36,8 +36,7 @@ from dashscope_embeddings.ray import (
 )
 from dashscope_embeddings.ray._budgets import FleetRate
 from dashscope_embeddings.ray._quota import QuotaLimits, _QuotaActor
-
-from .conftest import NATIVE_PATH, TEST_KEY
+from tests.conftest import NATIVE_PATH, TEST_KEY
 
 MODEL = "text-embedding-v4"
 DIMENSION = 64

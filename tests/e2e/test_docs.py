@@ -21,7 +21,7 @@ from pytest_examples import CodeExample, EvalExample, find_examples
 
 from dashscope_embeddings.emulator import Emulator
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 EXAMPLES = [e for e in find_examples(str(ROOT / "README.md")) if e.prefix.split()[0] in ("py", "python")]
 COOKBOOK = sorted((ROOT / "cookbook").glob("*.py"))
 

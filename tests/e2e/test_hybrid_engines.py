@@ -18,8 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from dashscope_embeddings.emulator import Emulator
-
-from .conftest import TEST_KEY, sent_bodies
+from tests.conftest import TEST_KEY, sent_bodies
 
 V4 = "text-embedding-v4"
 KX9 = "The KX-9 blender has a 2 litre jar and a pulse mode."

@@ -10,7 +10,7 @@ import pytest
 
 import dashscope_embeddings
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def _run(code: str) -> subprocess.CompletedProcess[str]:

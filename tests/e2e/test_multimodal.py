@@ -34,9 +34,8 @@ from dashscope_embeddings import (
     get_model_spec,
 )
 from dashscope_embeddings.emulator import Emulator
-
-from .conftest import TEST_KEY
-from .test_emulator_multimodal import GIF, bmp, data_uri, jpeg, png, png_of_size, webp
+from tests.conftest import TEST_KEY
+from tests.media import GIF, bmp, data_uri, jpeg, png, png_of_size, webp
 
 MM_PATH = "/api/v1/services/embeddings/multimodal-embedding/multimodal-embedding"
 MULTIMODAL = [s for s in MODELS.values() if s.endpoint == "multimodal"]

@@ -30,8 +30,7 @@ from dashscope_embeddings.llama_index import (
     qdrant_hybrid_fns,
 )
 from dashscope_embeddings.resources.text import parse_native
-
-from .conftest import TEST_KEY, sent_bodies
+from tests.conftest import TEST_KEY, sent_bodies
 
 V4 = "text-embedding-v4"
 DOC = (V4, None, "document", None, None)

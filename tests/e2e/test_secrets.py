@@ -20,8 +20,7 @@ from dashscope_embeddings import (
 from dashscope_embeddings.emulator import Emulator
 from dashscope_embeddings.langchain import DashScopeEmbeddings
 from dashscope_embeddings.llama_index import DashScopeEmbedding
-
-from .conftest import TEST_KEY
+from tests.conftest import TEST_KEY
 
 SECRET = "sk-very-secret-4242"
 

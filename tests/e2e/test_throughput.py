@@ -18,8 +18,7 @@ from dashscope_embeddings._limiter import ConcurrencyController, RateWindow
 from dashscope_embeddings._registry import get_model_spec
 from dashscope_embeddings.emulator import Emulator
 from dashscope_embeddings.resources.text import pack_by_tokens
-
-from .conftest import TEST_KEY, sent_bodies
+from tests.conftest import TEST_KEY, sent_bodies
 
 
 def corpus(n: int) -> list[str]:

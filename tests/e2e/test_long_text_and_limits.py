@@ -23,8 +23,7 @@ from dashscope_embeddings import (
 from dashscope_embeddings._options import RequestOptions
 from dashscope_embeddings._transport import APIRequest
 from dashscope_embeddings.emulator import Emulator
-
-from .conftest import TEST_KEY, sent_bodies
+from tests.conftest import TEST_KEY, sent_bodies
 
 LONG = " ".join(f"word{i % 97}" for i in range(3000))  # ~3,000 tokens: over v2's 2,048
 

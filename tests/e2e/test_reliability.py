@@ -25,8 +25,7 @@ from dashscope_embeddings import (
     ResponseValidationError,
 )
 from dashscope_embeddings.emulator import Emulator
-
-from .conftest import TEST_KEY
+from tests.conftest import TEST_KEY
 
 MARKER = "__REJECT__"
 
