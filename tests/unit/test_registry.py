@@ -6,9 +6,9 @@ import pytest
 
 from dashscope_embeddings import MODELS, ModelSpec, get_model_spec, list_models
 from dashscope_embeddings._registry import (
-    describe_unknown,
     DEFAULT_UNKNOWN_MAX_BATCH_SIZE,
     DEFAULT_UNKNOWN_MAX_TOKENS,
+    describe_unknown,
 )
 
 
