@@ -24,7 +24,7 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
 from dashscope_embeddings import DashScopeClient, estimate_tokens, list_models
-from dashscope_embeddings.batch import BatchJob
+from dashscope_embeddings.batch import BatchJob, fingerprint
 from dashscope_embeddings.cli import main
 from dashscope_embeddings.emulator import Emulator
 from tests.conftest import NATIVE_PATH, TEST_KEY, sent_bodies
@@ -711,3 +711,34 @@ def test_a_closed_pipe_ends_quietly() -> None:
     child.stdout.close()  # as `| head` does once it has its lines: every write gets EPIPE
     _, err = child.communicate(timeout=60)
     assert err == "" and child.returncode in (0, 141)
+
+
+def test_a_state_of_the_earlier_format_for_these_inputs_is_resumed(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = texts_of(5)
+    source, out, state = tmp_path / "c.txt", tmp_path / "o.npy", tmp_path / "run.json"
+    write_input(source, texts, [])
+    want = expected(emu, texts, text_type="document")
+    (tmp_path / "run.json.d").mkdir()
+    np.save(tmp_path / "run.json.d" / "chunk-000000.npy", want[:2])
+    state.write_text(
+        json.dumps(
+            {
+                "kind": "dashscope-embeddings real-time run",
+                "version": 1,
+                "fingerprint": fingerprint(texts, None),
+                "model": MODEL,
+                "dimension": DIM,
+                "text_type": "document",
+                "chunk_size": 2,
+                "count": 5,
+                "chunks": {"0": {"rows": 2, "tokens": 7, "requests": 1}},
+            }
+        )
+    )
+    emu.clear_requests()
+    assert main(embed_args(source, out, "--chunk-size", "2", "--state", str(state))) == 0
+    assert "resuming: 1 chunk(s) already done" in capsys.readouterr().err
+    assert texts_sent(emu) == texts[2:]
+    np.testing.assert_array_equal(np.load(out), want)
