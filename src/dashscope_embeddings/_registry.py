@@ -390,17 +390,29 @@ def closest_models(name: str) -> list[str]:
 
 
 def describe_unknown(name: str) -> str:
-    """What to tell a user about a model name the registry does not know."""
-    close = closest_models(name)
-    families = "; ".join(
-        f"{endpoint}: {', '.join(s.name for s in list_models(endpoint))}"
-        for endpoint in ("text", "multimodal", "async_task")
+    """What to tell a user about a model name the registry does not know.
+
+    Only the closest registry names, or when none is close the first model of each endpoint;
+    ``list_models()`` and ``dashscope-embeddings models`` show them all.
+    """
+    close = closest_models(name) or difflib.get_close_matches(
+        name, [spec.name for spec in _SPECS], n=3, cutoff=0.6
     )
-    guess = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    if close:
+        guess = f"did you mean {' or '.join(repr(c) for c in close)}? "
+    else:
+        firsts = "; ".join(
+            f"{endpoint}: {models[0].name}"
+            for endpoint in ("text", "multimodal", "async_task")
+            if (models := list_models(endpoint))
+        )
+        guess = (
+            f"e.g. {firsts} (all of them: list_models() or `dashscope-embeddings models`). "
+        )
     return (
         f"{name!r} is not a model this package knows; {guess}It is sent as given, with "
         f"conservative limits ({DEFAULT_UNKNOWN_MAX_BATCH_SIZE} inputs per request, "
-        f"{DEFAULT_UNKNOWN_MAX_TOKENS:,} tokens per input). Known models, by endpoint: {families}"
+        f"{DEFAULT_UNKNOWN_MAX_TOKENS:,} tokens per input)"
     )
 
 

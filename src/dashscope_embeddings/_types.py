@@ -88,6 +88,16 @@ class Usage:
             currency=currency,
         )
 
+    def __repr__(self) -> str:
+        # The cost is a sum of float prices: ten significant digits drop the float noise.
+        cost = "None" if self.cost is None else format(self.cost, ".10g")
+        return (
+            f"Usage(total_tokens={self.total_tokens!r}, requests={self.requests!r}, "
+            f"cost={cost}, currency={self.currency!r})"
+        )
+
+    __str__ = __repr__
+
 
 @dataclass(frozen=True)
 class EmbeddingResult:

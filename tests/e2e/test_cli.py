@@ -24,10 +24,10 @@ import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
 from dashscope_embeddings import DashScopeClient, estimate_tokens, list_models
-from dashscope_embeddings.batch import BatchJob
+from dashscope_embeddings.batch import BatchJob, fingerprint
 from dashscope_embeddings.cli import main
 from dashscope_embeddings.emulator import Emulator
-from tests.conftest import NATIVE_PATH, TEST_KEY
+from tests.conftest import NATIVE_PATH, TEST_KEY, sent_bodies
 
 MODEL = "text-embedding-v4"
 DIM = 64
@@ -507,6 +507,7 @@ def test_a_state_from_another_run_is_refused(
             str(tmp_path / "new.json"),
             "--chunk-size",
             "2",
+            "--overwrite",
         ]
     )
     assert code == 2
@@ -544,3 +545,200 @@ def test_batch_failures_exit_1_keep_the_state_and_a_rerun_resubmits_them(
     counters = emu.batch.counters
     assert (counters.uploads, counters.batches_created, counters.lines_billed) == (2, 2, 2)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt", "o.npy"]
+
+
+# --- outputs that must not be lost, rejected texts, long texts, pipes -------------------------
+
+
+def embed_args(source: Path, out: Path, *extra: str) -> list[str]:
+    return ["embed", str(source), "-m", MODEL, "-o", str(out), "--dimension", str(DIM), *extra]
+
+
+def texts_sent(emu: Emulator) -> list[str]:
+    return [t for body in sent_bodies(emu) for t in body["input"]["texts"]]
+
+
+def test_an_output_that_is_the_input_is_refused_and_the_input_kept(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "corpus.jsonl"
+    write_input(source, texts_of(3), ["a", "b", "c"])
+    before = source.read_bytes()
+    (tmp_path / "link.jsonl").symlink_to(source)
+    for out in (source, tmp_path / "link.jsonl"):
+        code = main(embed_args(source, out, "--text-field", "body", "--overwrite"))
+        assert code == 2
+        assert "is the input" in one_line_error(capsys)
+    assert source.read_bytes() == before
+    assert emu.requests == []
+
+
+def test_an_existing_output_is_replaced_only_with_overwrite(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, out = tmp_path / "c.txt", tmp_path / "o.jsonl"
+    write_input(source, texts_of(4), [])
+    out.write_text("vectors of an earlier run\n")
+    assert main(embed_args(source, out)) == 2
+    assert f"{out} exists; pass --overwrite to replace it" in one_line_error(capsys)
+    assert out.read_text() == "vectors of an earlier run\n" and emu.requests == []
+    assert main(embed_args(source, out, "--overwrite")) == 0
+    ids, vectors = read_output(out)
+    assert ids == ["0", "1", "2", "3"]
+    np.testing.assert_array_equal(vectors, expected(emu, texts_of(4), text_type="document"))
+
+
+def rejected_corpus(path: Path, bad: set[int], n: int = 25) -> tuple[list[str], list[str]]:
+    texts = [f"text {i} " + ("with __REJECT__ in it" if i in bad else "fine") for i in range(n)]
+    ids = [f"doc-{i:02d}" for i in range(n)]
+    path.write_text(
+        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts, strict=True))
+    )
+    return texts, ids
+
+
+def test_a_rejected_text_is_one_line_naming_its_line_id_and_reason(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, out = tmp_path / "c.jsonl", tmp_path / "o.jsonl"
+    rejected_corpus(source, {13})
+    code = main(embed_args(source, out, "--chunk-size", "10"))
+    assert code == 1
+    line = one_line_error(capsys)
+    assert "line 14 of c.jsonl (id 'doc-13')" in line
+    assert "DataInspectionFailed" in line and "inappropriate content" in line
+    assert "input 3" not in line  # its place in a chunk means nothing to the user
+    assert "--skip-rejected" in line and "--state" in line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl"]  # nothing partial left
+
+
+def test_with_state_a_run_resumes_after_fixing_the_line_sending_only_what_changed(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, out, state = tmp_path / "c.jsonl", tmp_path / "o.npy", tmp_path / "run.json"
+    texts, ids = rejected_corpus(source, {13, 22})
+    args = embed_args(source, out, "--chunk-size", "10", "--state", str(state))
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "line 14 of c.jsonl (id 'doc-13')" in err and "line 23 of c.jsonl (id 'doc-22')" in err
+    assert "Traceback" not in err and f"state: {state}" in err
+    assert not out.exists() and state.exists()
+
+    texts[13], texts[22] = "text 13 fixed", "text 22 fixed"
+    texts[1] = "text 1 edited since"  # a line of a finished chunk changed too
+    source.write_text(
+        "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in zip(ids, texts, strict=True))
+    )
+    emu.clear_requests()
+    assert main(args) == 0, capsys.readouterr().err
+    assert sorted(texts_sent(emu)) == sorted([*texts[:10], texts[13], texts[22]])
+    np.testing.assert_array_equal(np.load(out), expected(emu, texts, text_type="document"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "o.npy"]
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".parquet"])
+def test_skip_rejected_writes_the_rest_and_a_report(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str], suffix: str
+) -> None:
+    source, out = tmp_path / "c.jsonl", tmp_path / f"o{suffix}"
+    texts, ids = rejected_corpus(source, {3, 17})
+    assert main(embed_args(source, out, "--chunk-size", "10", "--skip-rejected")) == 0
+    err = capsys.readouterr().err
+    report = tmp_path / f"o{suffix}.rejected.jsonl"
+    assert f"skipped 2 rejected text(s), listed in {report}" in err
+    keep = [i for i in range(25) if i not in (3, 17)]
+    got_ids, vectors = read_output(out)
+    assert got_ids == [ids[i] for i in keep]
+    want = expected(emu, [texts[i] for i in keep], text_type="document")
+    np.testing.assert_array_equal(vectors, want)
+    rows = [json.loads(line) for line in report.read_text().splitlines()]
+    assert [(r["line"], r["id"], r["code"]) for r in rows] == [
+        (4, "doc-03", "DataInspectionFailed"),
+        (18, "doc-17", "DataInspectionFailed"),
+    ]
+    assert all("inappropriate content" in r["message"] for r in rows)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--skip-rejected", "-o", "o.npy"], "--skip-rejected needs an output with ids"),
+        (["--skip-rejected", "--batch-api"], "--skip-rejected is for real-time runs"),
+        (["--long-text", "chunk", "--batch-api"], "--long-text chunk is for real-time runs"),
+    ],
+)
+def test_options_that_do_not_go_together_are_refused(
+    emu: Emulator,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    extra: list[str],
+    message: str,
+) -> None:
+    source = tmp_path / "c.txt"
+    write_input(source, texts_of(2), [])
+    code = main(embed_args(source, tmp_path / "o.jsonl", *extra))
+    assert code == 2
+    assert message in one_line_error(capsys)
+    assert emu.requests == [] and emu.batch.counters.uploads == 0
+
+
+def test_a_long_text_is_refused_naming_the_cli_option(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "c.txt"
+    source.write_text("short\n" + "lamp " * 9000 + "\n")
+    assert main(embed_args(source, tmp_path / "o.npy")) == 2
+    line = one_line_error(capsys)
+    assert "line 2 of c.txt" in line and "--long-text truncate or chunk" in line
+    assert "long_text=" not in line and emu.requests == []
+
+
+@pytest.mark.parametrize("mode", ["truncate", "chunk"])
+def test_long_text_reaches_the_client(emu: Emulator, tmp_path: Path, mode: str) -> None:
+    texts = ["short", "lamp " * 9000]
+    source, out = tmp_path / "c.txt", tmp_path / "o.npy"
+    source.write_text("".join(t + "\n" for t in texts))
+    assert main(embed_args(source, out, "--long-text", mode)) == 0
+    want = expected(emu, texts, text_type="document", long_text=mode)
+    np.testing.assert_array_equal(np.load(out), want)
+
+
+def test_a_closed_pipe_ends_quietly() -> None:
+    child = subprocess.Popen(
+        [*CLI, "models"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert child.stdout is not None
+    child.stdout.close()  # as `| head` does once it has its lines: every write gets EPIPE
+    _, err = child.communicate(timeout=60)
+    assert err == "" and child.returncode in (0, 141)
+
+
+def test_a_state_of_the_earlier_format_for_these_inputs_is_resumed(
+    emu: Emulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    texts = texts_of(5)
+    source, out, state = tmp_path / "c.txt", tmp_path / "o.npy", tmp_path / "run.json"
+    write_input(source, texts, [])
+    want = expected(emu, texts, text_type="document")
+    (tmp_path / "run.json.d").mkdir()
+    np.save(tmp_path / "run.json.d" / "chunk-000000.npy", want[:2])
+    state.write_text(
+        json.dumps(
+            {
+                "kind": "dashscope-embeddings real-time run",
+                "version": 1,
+                "fingerprint": fingerprint(texts, None),
+                "model": MODEL,
+                "dimension": DIM,
+                "text_type": "document",
+                "chunk_size": 2,
+                "count": 5,
+                "chunks": {"0": {"rows": 2, "tokens": 7, "requests": 1}},
+            }
+        )
+    )
+    emu.clear_requests()
+    assert main(embed_args(source, out, "--chunk-size", "2", "--state", str(state))) == 0
+    assert "resuming: 1 chunk(s) already done" in capsys.readouterr().err
+    assert texts_sent(emu) == texts[2:]
+    np.testing.assert_array_equal(np.load(out), want)

@@ -8,6 +8,7 @@ from dashscope_embeddings import MODELS, ModelSpec, get_model_spec, list_models
 from dashscope_embeddings._registry import (
     DEFAULT_UNKNOWN_MAX_BATCH_SIZE,
     DEFAULT_UNKNOWN_MAX_TOKENS,
+    describe_unknown,
 )
 
 
@@ -96,3 +97,20 @@ def test_list_models_by_endpoint() -> None:
     assert all(s.endpoint == "multimodal" for s in list_models("multimodal"))
     assert "qwen3-vl-embedding" in {s.name for s in list_models("multimodal")}
     assert len(list_models()) == len(MODELS)
+
+
+def test_a_typo_names_only_the_closest_models() -> None:
+    with pytest.warns(UserWarning) as caught:
+        get_model_spec("text-embeding-v3")
+    for message in (str(caught[0].message), describe_unknown("text-embeding-v3")):
+        assert "did you mean 'text-embedding-v3'" in message
+        assert "multimodal-embedding-one-peace-v1" not in message  # not the whole registry
+        assert len(message) < 400, message
+
+
+def test_a_name_like_no_model_points_at_the_list_without_dumping_it() -> None:
+    message = describe_unknown("my-own-model")
+    assert "did you mean" not in message
+    assert "dashscope-embeddings models" in message and "list_models()" in message
+    assert "tongyi-embedding-vision-flash-2026-03-06" not in message
+    assert len(message) < 400, message

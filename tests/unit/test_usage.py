@@ -59,3 +59,14 @@ def test_tracker_is_thread_safe() -> None:
     assert tracker.total.total_tokens == 8000 and tracker.total.requests == 8000
     tracker.reset()
     assert tracker.total == Usage()
+
+
+def test_repr_and_str_round_the_cost() -> None:
+    usage = Usage(total_tokens=316, requests=2, cost=0.0000158 * 3 / 3, currency="CNY")
+    noisy = Usage(total_tokens=316, requests=2, cost=1.5799999999999998e-05, currency="CNY")
+    assert "e-05" in repr(1.5799999999999998e-05) and repr(noisy.cost) != "1.58e-05"
+    for text in (repr(noisy), str(noisy)):
+        assert text == "Usage(total_tokens=316, requests=2, cost=1.58e-05, currency='CNY')"
+    assert repr(usage) == repr(noisy)
+    assert noisy.cost == 1.5799999999999998e-05  # the value itself is untouched
+    assert repr(Usage()) == "Usage(total_tokens=0, requests=0, cost=None, currency=None)"

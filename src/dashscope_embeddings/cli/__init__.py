@@ -4,6 +4,7 @@ r"""The ``dashscope-embeddings`` command (also ``python -m dashscope_embeddings.
 
     dashscope-embeddings embed corpus.jsonl --model text-embedding-v4 --out vectors.npy \
         [--dimension 1024] [--text-field text] [--id-field id] [--text-type document|query] \
+        [--overwrite] [--long-text error|truncate|chunk] [--skip-rejected] \
         [--batch-api] [--state run.json] [--dry-run] [--base-url URL] [--region REGION]
     dashscope-embeddings models                  # the model registry as a table
     dashscope-embeddings emulator [--port 8000]  # serve the bundled emulator
@@ -11,15 +12,19 @@ r"""The ``dashscope-embeddings`` command (also ``python -m dashscope_embeddings.
 The key comes from ``DASHSCOPE_API_KEY``; the endpoint from ``--base-url`` /
 ``DASHSCOPE_BASE_URL`` or ``--region`` / ``DASHSCOPE_REGION``, as everywhere in the package.
 
-Exit status: 0 done; 1 the service failed, or inputs failed for good; 2 a mistake to fix (no
-key, a bad or missing file, a missing column, an output that cannot be written, a bad option),
-reported as one line; 130 interrupted (run the same command again to resume, when the run has
-a state file). Needs the ``cli`` extra (numpy, pyarrow, tqdm).
+Exit status: 0 done; 1 the service failed, or rejected texts (each named by its line and id;
+``--skip-rejected`` writes the rest instead), or inputs failed for good; 2 a mistake to fix (no
+key, a bad or missing file, a missing column, an output that is the input, exists without
+``--overwrite`` or cannot be written, a bad option), reported as one line; 130 interrupted (run
+the same command again to resume, when the run has a state file); 141 stdout was closed (as
+by ``| head``), quietly. Needs the ``cli`` extra (numpy, pyarrow, tqdm).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -174,9 +179,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _fail(str(exc), 1)
         except KeyboardInterrupt:
             return _fail(_interrupted(args), 130)
+        except BrokenPipeError:
+            return _closed_pipe()
         except OSError as exc:
             where = f"{exc.filename}: " if exc.filename else ""
             return _fail(f"{where}{exc.strerror or exc}", 1)
+
+
+def _closed_pipe() -> int:
+    """The reader of stdout went away (``| head``): end quietly, as a command killed by SIGPIPE.
+
+    stdout is pointed at ``os.devnull`` so that flushing it at exit cannot fail again.
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError, AttributeError):  # no file descriptor (stdout replaced)
+        pass
+    return 128 + signal.SIGPIPE if hasattr(signal, "SIGPIPE") else 1
 
 
 def _fail(message: str, code: int) -> int:

@@ -28,6 +28,7 @@ from dashscope_embeddings.batch._state import JobState, data_dir
 from dashscope_embeddings.cli._io import CLIError, Corpus, Writer, check_output, read_corpus
 from dashscope_embeddings.cli._realtime import run_realtime
 from dashscope_embeddings.resources import text
+from dashscope_embeddings.resources.text import LongText
 
 __all__ = ["add_arguments", "run"]
 
@@ -49,6 +50,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="output: .npy (float32, input order), .jsonl (id + embedding) or .parquet",
     )
     parser.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace OUTPUT if it exists (never the input itself)",
+    )
+    parser.add_argument(
         "--dimension", type=int, default=None, help="output size (default: the model's)"
     )
     parser.add_argument(
@@ -64,6 +70,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         choices=("document", "query"),
         default="document",
         help="real-time only: document (default) for stored texts, query for questions",
+    )
+    parser.add_argument(
+        "--long-text",
+        choices=("error", "truncate", "chunk"),
+        default="error",
+        help="real-time: a text over the model's token limit is refused (error, the default), "
+        "cut to the limit (truncate), or split and averaged (chunk)",
+    )
+    parser.add_argument(
+        "--skip-rejected",
+        action="store_true",
+        help="real-time: write the vectors of every text but those the service rejects "
+        "(content inspection), listed in OUTPUT.rejected.jsonl (line, id, code, message); "
+        "needs a .jsonl or .parquet output",
     )
     parser.add_argument(
         "--batch-api", action="store_true", help="use the Batch API: half price, done within 24 h"
@@ -142,6 +162,46 @@ def _money(usage: Usage) -> str:
     return f"{usage.currency} {usage.cost:.6g}"
 
 
+def rejected_report(args: argparse.Namespace) -> Path | None:
+    """Where ``--skip-rejected`` lists the rejected lines (``OUTPUT.rejected.jsonl``)."""
+    out: Path = args.out
+    return out.with_name(out.name + ".rejected.jsonl") if args.skip_rejected else None
+
+
+def _check_options(args: argparse.Namespace) -> None:
+    """Options that do not go together."""
+    if args.batch_api:
+        if args.skip_rejected:
+            raise CLIError(
+                "--skip-rejected is for real-time runs; a --batch-api run names the inputs "
+                "that failed and resubmits them (--resubmit)"
+            )
+        if args.long_text != "error":
+            raise CLIError(
+                f"--long-text {args.long_text} is for real-time runs; with --batch-api a "
+                "text over the model's limit is refused"
+            )
+    if args.skip_rejected and args.out.suffix.lower() == ".npy":
+        raise CLIError(
+            "--skip-rejected needs an output with ids (.jsonl or .parquet): the rows of a "
+            ".npy are told apart only by their place"
+        )
+
+
+def _check_paths(args: argparse.Namespace) -> None:
+    """The output (and the rejected-lines report) may be written; the state is neither."""
+    check_output(args.out, source=args.input, overwrite=args.overwrite)
+    report = rejected_report(args)
+    if report is not None and report.exists() and not args.overwrite:
+        raise CLIError(f"{report} exists; pass --overwrite to replace it")
+    if args.state is not None:
+        for other, what in ((args.input, "the input"), (args.out, "the output")):
+            if args.state.resolve() == other.resolve() or (
+                args.state.exists() and other.exists() and args.state.samefile(other)
+            ):
+                raise CLIError(f"--state {args.state} is {what} file; choose another path")
+
+
 def _check(corpus: Corpus, spec: ModelSpec, args: argparse.Namespace) -> None:
     """Every check the run would make, before anything is sent (also for --dry-run)."""
     if args.batch_api:
@@ -167,7 +227,7 @@ def _check(corpus: Corpus, spec: ModelSpec, args: argparse.Namespace) -> None:
             instruct=None,
             protocol="native",
         )
-        text.check_texts(corpus.texts, spec)
+        text.check_texts(corpus.texts, spec, long_ok=args.long_text != "error")
 
 
 def _dry_run(corpus: Corpus, spec: ModelSpec, args: argparse.Namespace) -> int:
@@ -313,6 +373,7 @@ def _run_batch(
 
 def run(args: argparse.Namespace) -> int:
     """Run ``embed`` with parsed arguments; errors are raised for the caller to report."""
+    _check_options(args)
     corpus = read_corpus(args.input, text_field=args.text_field, id_field=args.id_field)
     spec = get_model_spec(args.model)
     try:
@@ -320,16 +381,20 @@ def run(args: argparse.Namespace) -> int:
     except InvalidInputError as exc:
         if exc.index is None:
             raise
-        raise CLIError(f"{corpus.where(exc.index)}: {exc}") from None
+        message = str(exc).replace(
+            "long_text='truncate' or 'chunk'", "--long-text truncate or chunk"
+        )
+        raise CLIError(f"{corpus.where(exc.index)}: {message}") from None
     if args.dry_run:
         return _dry_run(corpus, spec, args)
-    check_output(args.out)
+    _check_paths(args)
     fp = fingerprint(corpus.texts, corpus.ids)
+    written = len(corpus.texts)
     with _client(args) as client:
         if args.batch_api:
             usage = _run_batch(client, corpus, spec, args, fp)
         else:
-            usage = run_realtime(
+            usage, written = run_realtime(
                 client,
                 corpus,
                 args.out,
@@ -340,9 +405,8 @@ def run(args: argparse.Namespace) -> int:
                 state_path=args.state,
                 fingerprint=fp,
                 log=_log,
+                long_text=typing.cast(LongText, args.long_text),
+                rejected_report=rejected_report(args),
             )
-    _log(
-        f"wrote {len(corpus.texts):,} vectors to {args.out}: {usage.total_tokens:,} tokens, "
-        f"{_money(usage)}"
-    )
+    _log(f"wrote {written:,} vectors to {args.out}: {usage.total_tokens:,} tokens, {_money(usage)}")
     return 0

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import importlib
+import io
 import json
 import os
 import tempfile
@@ -114,15 +115,34 @@ def _unique(ids: list[str], rows: list[int], source: str, word: str) -> None:
         seen[value] = row
 
 
-def _read_txt(path: Path) -> Corpus:
+def _decode(path: Path) -> str:
+    """The file's text (without a UTF-8 byte order mark).
+
+    Raises:
+        CLIError: Naming the first byte that is not UTF-8, by its offset in the file and its
+            line.
+    """
+    data = path.read_bytes()
     try:
-        content = path.read_bytes().decode("utf-8")
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as exc:
-        raise CLIError(f"{path} is not UTF-8 text (byte {exc.start})") from None
-    lines = content.removeprefix("\ufeff").split("\n")
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise CLIError(
+            f"{path} is not UTF-8 text: byte {exc.start:,} (line {line:,}) is "
+            f"0x{data[exc.start]:02x} ({exc.reason})"
+        ) from None
+
+
+def _lines(content: str) -> list[str]:
+    """Lines split at line feeds only (a JSON string may hold U+2028 and other separators)."""
+    lines = content.split("\n")
     if lines and lines[-1] == "":
         lines.pop()  # a final line break ends the last line
-    texts = [line.removesuffix("\r") for line in lines]
+    return [line.removesuffix("\r") for line in lines]
+
+
+def _read_txt(path: Path) -> Corpus:
+    texts = _lines(_decode(path))
     return Corpus(texts, None, path.name, list(range(1, len(texts) + 1)))
 
 
@@ -131,31 +151,27 @@ def _read_jsonl(path: Path, text_field: str, id_field: str | None) -> Corpus:
     ids: list[str] = []
     rows: list[int] = []
     use_ids: str | None = id_field
-    with open(path, encoding="utf-8-sig") as handle:
+    for number, line in enumerate(_lines(_decode(path)), start=1):
+        if not line.strip():
+            continue
+        where = f"line {number} of {path.name}"
         try:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                where = f"line {number} of {path.name}"
-                try:
-                    record = json.loads(line)
-                except ValueError as exc:
-                    raise CLIError(f"{where} is not valid JSON ({exc})") from None
-                if not isinstance(record, dict):
-                    raise CLIError(f"{where} is not a JSON object")
-                if text_field not in record:
-                    fields = ", ".join(map(repr, record)) or "none"
-                    raise CLIError(f"{where} has no field {text_field!r} (fields: {fields})")
-                if not rows and id_field is None and "id" in record:
-                    use_ids = "id"
-                if use_ids is not None:
-                    if use_ids not in record:
-                        raise CLIError(f"{where} has no id field {use_ids!r}")
-                    ids.append(_id_value(record[use_ids], where, use_ids))
-                texts.append(_text_value(record[text_field], where, text_field))
-                rows.append(number)
-        except UnicodeDecodeError as exc:
-            raise CLIError(f"{path} is not UTF-8 text (byte {exc.start})") from None
+            record = json.loads(line)
+        except ValueError as exc:
+            raise CLIError(f"{where} is not valid JSON ({exc})") from None
+        if not isinstance(record, dict):
+            raise CLIError(f"{where} is not a JSON object")
+        if text_field not in record:
+            fields = ", ".join(map(repr, record)) or "none"
+            raise CLIError(f"{where} has no field {text_field!r} (fields: {fields})")
+        if not rows and id_field is None and "id" in record:
+            use_ids = "id"
+        if use_ids is not None:
+            if use_ids not in record:
+                raise CLIError(f"{where} has no id field {use_ids!r}")
+            ids.append(_id_value(record[use_ids], where, use_ids))
+        texts.append(_text_value(record[text_field], where, text_field))
+        rows.append(number)
     if use_ids is not None:
         _unique(ids, rows, path.name, "line")
     return Corpus(texts, ids if use_ids is not None else None, path.name, rows)
@@ -175,8 +191,9 @@ def _columns(names: Sequence[str], path: Path, text_field: str, id_field: str | 
 
 
 def _read_csv(path: Path, text_field: str, id_field: str | None) -> Corpus:
+    content = _decode(path)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
+        with io.StringIO(content, newline="") as handle:
             reader = csv.DictReader(handle)
             if reader.fieldnames is None:
                 raise CLIError(f"{path.name} is empty (a CSV needs a header row)")
@@ -193,8 +210,6 @@ def _read_csv(path: Path, text_field: str, id_field: str | None) -> Corpus:
                     ids.append(
                         _id_value(record.get(id_column), f"line {row} of {path.name}", id_column)
                     )
-    except UnicodeDecodeError as exc:
-        raise CLIError(f"{path} is not UTF-8 text (byte {exc.start})") from None
     except csv.Error as exc:
         raise CLIError(f"{path.name} is not valid CSV: {exc}") from None
     if id_column is not None:
@@ -266,12 +281,18 @@ def read_corpus(path: Path, *, text_field: str, id_field: str | None) -> Corpus:
 # --- output --------------------------------------------------------------------------------
 
 
-def check_output(path: Path) -> None:
-    """Refuse, before any work, an output that could not be written.
+def check_output(path: Path, *, source: Path | None = None, overwrite: bool = False) -> None:
+    """Refuse, before any work, an output that could not be written or must not be.
+
+    Args:
+        path: The output file.
+        source: The input file, which the output must not be (by any name or link).
+        overwrite: Whether an existing ``path`` may be replaced.
 
     Raises:
-        CLIError: For an unknown suffix, a missing folder, a folder in the way, or a folder
-            that refuses a new file.
+        CLIError: For an unknown suffix, the input file, an existing file without
+            ``overwrite``, a missing folder, a folder in the way, or a folder that refuses a
+            new file.
     """
     suffix = path.suffix.lower()
     if suffix not in OUTPUT_SUFFIXES:
@@ -280,6 +301,10 @@ def check_output(path: Path) -> None:
         )
     if path.is_dir():
         raise CLIError(f"cannot write {path}: it is a directory")
+    if source is not None and _same_file(path, source):
+        raise CLIError(f"cannot write {path}: it is the input file; choose another --out")
+    if path.exists() and not overwrite:
+        raise CLIError(f"{path} exists; pass --overwrite to replace it")
     folder = path.parent
     if not folder.is_dir():
         problem = "is not a directory" if folder.exists() else "does not exist"
@@ -293,16 +318,25 @@ def check_output(path: Path) -> None:
         require("pyarrow", "writing .parquet")
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or os.path.samefile(a, b)
+    except OSError:  # one of them does not exist
+        return False
+
+
 class Writer:
     """Writes vectors chunk by chunk to a temporary file, moved into place by :meth:`close`.
 
-    An interrupted or failed write leaves no partial output behind (:meth:`abort`).
+    An interrupted or failed write leaves no partial output behind (:meth:`abort`); a process
+    killed outright leaves at most a hidden ``.NAME.partial-PID`` beside the output, which no
+    reader takes for an output.
     """
 
     def __init__(self, path: Path, rows: int) -> None:
         self.path = path
         self.rows = rows
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = path.with_name(f".{path.name}.partial-{os.getpid()}")
         self.written = 0
         self._npy: typing.Any = None
         self._jsonl: typing.IO[str] | None = None
