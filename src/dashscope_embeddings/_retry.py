@@ -130,6 +130,8 @@ class RetryBudget:
         self._lock = threading.Lock()
         self.spent = 0
         """Retries taken so far."""
+        self.warned = False
+        """A transport failure of this call was already logged as a WARNING."""
 
     def take(self) -> bool:
         """Spend one retry if any is left."""

@@ -28,6 +28,7 @@ Everything without I/O is in :class:`BaseTransport`; the two subclasses differ o
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import logging
 import platform
@@ -141,9 +142,10 @@ class Answer:
 
 
 def _wait(cancel: threading.Event | None, delay: float) -> bool:
-    """Sleep ``delay`` seconds before a retry; ``True`` if the call was cancelled meanwhile.
+    """Sleep ``delay`` seconds; ``True`` if the call was cancelled meanwhile.
 
-    Backoff waits go through this name (and ``_async_sleep``), so tests can record them.
+    A backoff and a wait for the ``rpm`` / ``tpm`` budget alike: every wait of a sync send
+    goes through this name (and ``_async_sleep``), so tests can record them.
     """
     if cancel is None:
         time.sleep(delay)
@@ -152,14 +154,56 @@ def _wait(cancel: threading.Event | None, delay: float) -> bool:
 
 
 _async_sleep = asyncio.sleep
+_monotonic = time.monotonic  # the deadline's clock (tests move their own)
+
+# Connection refused by this machine is no network blip: give up after this many retries.
+LOOPBACK_REFUSED_RETRIES = 2
 
 
-def _pace(cancel: threading.Event | None, delay: float) -> bool:
-    """Wait for a client-side rate budget; ``True`` if the call was cancelled meanwhile."""
-    if cancel is None:
-        time.sleep(delay)
+def _is_loopback(host: str) -> bool:
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
         return False
-    return cancel.wait(delay)
+
+
+class _SentMark(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A request body that notes when its last byte was handed to the connection.
+
+    An upload's attempt deadline starts there, not when sending starts: a large file on a slow
+    uplink takes as long as it takes (each write is still bounded by httpx's ``write``
+    timeout), and only the wait for the answer is bounded by the deadline. The service has
+    stored what it received by then, so throwing its answer away would leave an orphan file.
+    """
+
+    def __init__(self, stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> None:
+        self._stream = stream
+        self.at: float | None = None
+
+    def __iter__(self) -> typing.Iterator[bytes]:
+        yield from typing.cast(httpx.SyncByteStream, self._stream)
+        self.at = _monotonic()
+
+    async def __aiter__(self) -> typing.AsyncIterator[bytes]:
+        async for chunk in typing.cast(httpx.AsyncByteStream, self._stream):
+            yield chunk
+        self.at = _monotonic()
+
+
+def _mark_sent(request: APIRequest, built: httpx.Request) -> _SentMark | None:
+    """Wrap an upload's body in a :class:`_SentMark`; ``None`` for a JSON body.
+
+    A JSON body is small and written at once, so its deadline starts when sending starts and
+    the embedding path does no extra work per request.
+    """
+    if not request.files:
+        return None
+    mark = _SentMark(built.stream)
+    built.stream = mark
+    return mark
 
 
 class CallCancelled(Exception):
@@ -358,11 +402,12 @@ class BaseTransport:
                 headers=headers,
             )
             if isinstance(error, AuthenticationError):
-                error.message += (
+                error.message = error.message.rstrip(". ") + (
                     f". API keys are per region: this request went to "
                     f"{httpx.URL(self.endpoints.native_base).host} (region "
                     f"{self.endpoints.region}). Use the key of that region, or set region= "
-                    "(or DASHSCOPE_REGION) / base_url= (or DASHSCOPE_BASE_URL) to the key's"
+                    "(or DASHSCOPE_REGION) / base_url= (or DASHSCOPE_BASE_URL) to the key's "
+                    "region"
                 )
                 error.args = (error.message,)
             raise error
@@ -403,6 +448,8 @@ class BaseTransport:
             )
             delay = retry_delay(attempt, error.retry_after, initial=initial)
         elif isinstance(error, (APIConnectionError, ResponseValidationError)):
+            if getattr(error, "_refused_here", False) and attempt >= LOOPBACK_REFUSED_RETRIES:
+                return None
             delay = retry_delay(attempt)
         else:
             return None
@@ -412,7 +459,14 @@ class BaseTransport:
         # the call's budget (the per-request cap of attempts still bounds it).
         if not isinstance(error, RateLimitError) and not budget.take():
             return None
-        logger.info(
+        # The first transport failure of a call is worth a WARNING: an unreachable endpoint
+        # should not look like a hang. ``error`` names the host and path, never a header.
+        level = logging.INFO
+        if isinstance(error, APIConnectionError) and not budget.warned:
+            budget.warned = True
+            level = logging.WARNING
+        logger.log(
+            level,
             "%s %s: retrying in %.2fs (retry %d) after %s",
             request.method,
             request.label or httpx.URL(request.url).path,
@@ -431,8 +485,26 @@ class BaseTransport:
         else:
             error = APIConnectionError(f"could not reach {where}: {type(exc).__name__}: {exc}")
         # Nothing reached the service: safe to send again even when not idempotent.
-        error._nothing_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))  # type: ignore[attr-defined]
+        refused = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+        error._nothing_sent = refused  # type: ignore[attr-defined]
+        error._refused_here = (  # type: ignore[attr-defined]
+            isinstance(exc, httpx.ConnectError) and _is_loopback(where.host)
+        )
         return error
+
+    def complete(
+        self, request: APIRequest, response: httpx.Response, chunks: list[bytes]
+    ) -> bool:
+        """Whether an answer read past its deadline is whole already.
+
+        A whole answer is kept: the service billed it, and sending again would bill it twice.
+        Whole: every byte its ``Content-Length`` announced has arrived, or, without one, what
+        arrived is a JSON document.
+        """
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit():
+            return response.num_bytes_downloaded >= int(length)
+        return request.expect_json and decode_json(b"".join(chunks))[0]
 
     def too_slow(self, request: APIRequest, deadline: float) -> APITimeoutError:
         """The error of an attempt that ran past its deadline while reading the answer."""
@@ -520,7 +592,7 @@ class SyncTransport(BaseTransport):
             if cancel is not None and cancel.is_set():
                 raise CallCancelled
             while pause := self.rate_delay(request):
-                if _pace(cancel, pause):
+                if _wait(cancel, pause):
                     raise CallCancelled
             started = time.monotonic()
             error: APIError
@@ -553,23 +625,24 @@ class SyncTransport(BaseTransport):
     def _attempt(
         self, request: APIRequest, options: RequestOptions, deadline: float | None
     ) -> tuple[int, httpx.Headers, bytes]:
-        started = time.monotonic()
-        response = self.http.send(
-            self.build(self.http, request, options),
-            stream=True,
-            auth=self.auth,
-            follow_redirects=False,
-        )
+        built = self.build(self.http, request, options)
+        sent = _mark_sent(request, built)
+        started = _monotonic()
+        response = self.http.send(built, stream=True, auth=self.auth, follow_redirects=False)
         try:
+            if sent is not None and sent.at is not None:
+                started = sent.at
             chunks: list[bytes] = []
             size = 0
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > request.max_response_bytes:
                     raise self.too_large(request, size)
-                if deadline is not None and time.monotonic() - started > deadline:
-                    raise self.too_slow(request, deadline)
                 chunks.append(chunk)
+                if deadline is not None and _monotonic() - started > deadline:
+                    if self.complete(request, response, chunks):
+                        break
+                    raise self.too_slow(request, deadline)
             return response.status_code, response.headers, b"".join(chunks)
         finally:
             response.close()
@@ -629,20 +702,24 @@ class AsyncTransport(BaseTransport):
         options: RequestOptions,
         deadline: float | None,
     ) -> tuple[int, httpx.Headers, bytes]:
-        started = time.monotonic()
-        response = await http.send(
-            self.build(http, request, options), stream=True, auth=self.auth, follow_redirects=False
-        )
+        built = self.build(http, request, options)
+        sent = _mark_sent(request, built)
+        started = _monotonic()
+        response = await http.send(built, stream=True, auth=self.auth, follow_redirects=False)
         try:
+            if sent is not None and sent.at is not None:
+                started = sent.at
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > request.max_response_bytes:
                     raise self.too_large(request, size)
-                if deadline is not None and time.monotonic() - started > deadline:
-                    raise self.too_slow(request, deadline)
                 chunks.append(chunk)
+                if deadline is not None and _monotonic() - started > deadline:
+                    if self.complete(request, response, chunks):
+                        break
+                    raise self.too_slow(request, deadline)
             return response.status_code, response.headers, b"".join(chunks)
         finally:
             await response.aclose()
