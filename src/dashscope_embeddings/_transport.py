@@ -56,6 +56,7 @@ from dashscope_embeddings._errors import (
     AuthenticationError,
     RateLimitError,
     ResponseValidationError,
+    ServerError,
     make_status_error,
 )
 from dashscope_embeddings._limiter import AsyncLimiter, RateBudget, SyncLimiter
@@ -84,6 +85,7 @@ __all__ = [
     "BaseTransport",
     "CallCancelled",
     "SyncTransport",
+    "maybe_acted",
 ]
 
 logger = logging.getLogger("dashscope_embeddings.transport")
@@ -204,6 +206,21 @@ def _mark_sent(request: APIRequest, built: httpx.Request) -> _SentMark | None:
     mark = _SentMark(built.stream)
     built.stream = mark
     return mark
+
+
+def maybe_acted(error: APIError) -> bool:
+    """Whether the service may have acted on a request that failed with ``error``.
+
+    ``False`` for an error answer that is final or throttling, and for a connection that
+    failed before anything was sent; ``True`` for a lost, late, cut or 5xx answer, after which
+    a non-idempotent request (an upload, creating a batch) must be looked for before it is
+    sent again.
+    """
+    if isinstance(error, APIConnectionError):
+        return not getattr(error, "_nothing_sent", False)
+    if isinstance(error, APIStatusError):
+        return isinstance(error, ServerError) or error.status_code >= 500
+    return isinstance(error, ResponseValidationError)
 
 
 class CallCancelled(Exception):

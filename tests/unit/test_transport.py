@@ -179,3 +179,53 @@ def test_401_message_has_one_period_and_names_the_host() -> None:
     assert ".." not in text
     assert "Invalid API-key provided. API keys are per region" in text
     assert "dashscope.test" in text
+
+
+FILE_OBJECT = {
+    "id": "file-batch-1",
+    "object": "file",
+    "bytes": 300_000,
+    "created_at": 1742812800,
+    "filename": "big.jsonl",
+    "purpose": "batch",
+}
+
+
+class SlowUplink(httpx.BaseTransport):
+    """Reads the request body as a slow uplink would: the clock moves with every chunk."""
+
+    def __init__(self, clock: Clock, seconds_per_chunk: float) -> None:
+        self.clock, self.per_chunk = clock, seconds_per_chunk
+        self.uploads = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.SyncByteStream)
+        for _ in request.stream:
+            self.clock.now += self.per_chunk
+        self.uploads += 1
+        return httpx.Response(200, json=FILE_OBJECT)
+
+
+def test_an_upload_slower_than_the_timeout_is_answered_and_sent_once(clock: Clock) -> None:
+    uplink = SlowUplink(clock, seconds_per_chunk=30.0)
+    http = httpx.Client(transport=uplink)
+    with DashScopeClient(KEY, base_url=BASE, http_client=http, timeout=10.0) as client:
+        stored = client.files.upload(b'{"custom_id": "a"}\n' * 15_000, filename="big.jsonl")
+    assert stored.id == "file-batch-1"
+    assert uplink.uploads == 1
+    assert clock.now - 1000.0 > 10.0  # the upload itself took longer than the timeout
+
+
+def test_an_upload_whose_answer_is_lost_is_never_sent_again_by_the_transport(
+    clock: Clock,
+) -> None:
+    uploads: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        uploads.append(request)  # the service stored it; the answer never arrives
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    with client_with(handler, max_retries=5) as client:
+        with pytest.raises(APITimeoutError):
+            client.files.upload(b'{"custom_id": "a"}\n', filename="part.jsonl")
+    assert len(uploads) == 1
