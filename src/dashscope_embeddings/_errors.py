@@ -23,6 +23,10 @@ The tree::
     │   │   └── APITimeoutError                  no answer in time
     │   └── ResponseValidationError              an answer that is not a whole, valid result
     │                                            (retried: a cut or garbled body is transient)
+    └── (batch jobs, ``dashscope_embeddings.batch``)
+        ├── BatchStateError (also a ValueError)  a job's state file is missing or damaged
+        ├── IncompleteBatchError                 inputs without a vector: failed or pending
+        └── WaitTimeoutError (also a TimeoutError) ``wait(timeout=)`` ran out; the job goes on
 
 Every :class:`APIStatusError` carries ``status_code``, the DashScope ``code`` (branch on it, not
 on ``message``), ``message`` and ``request_id`` (quote it in support tickets). None of them ever
