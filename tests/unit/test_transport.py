@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from dashscope_embeddings import (
     APIConnectionError,
     APITimeoutError,
+    AsyncDashScopeClient,
     AuthenticationError,
     DashScopeClient,
     _transport,
@@ -229,3 +231,72 @@ def test_an_upload_whose_answer_is_lost_is_never_sent_again_by_the_transport(
         with pytest.raises(APITimeoutError):
             client.files.upload(b'{"custom_id": "a"}\n', filename="part.jsonl")
     assert len(uploads) == 1
+
+
+class AsyncLateStream(httpx.AsyncByteStream):
+    def __init__(self, chunks: list[bytes], clock: Clock, late: float) -> None:
+        self.chunks, self.clock, self.late = chunks, clock, late
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        for chunk in self.chunks:
+            self.clock.now += self.late
+            yield chunk
+
+
+class AsyncSlowUplink(httpx.AsyncBaseTransport):
+    def __init__(self, clock: Clock, seconds_per_chunk: float) -> None:
+        self.clock, self.per_chunk = clock, seconds_per_chunk
+        self.uploads = 0
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert isinstance(request.stream, httpx.AsyncByteStream)
+        async for _ in request.stream:
+            self.clock.now += self.per_chunk
+        self.uploads += 1
+        return httpx.Response(200, json=FILE_OBJECT)
+
+
+def test_async_complete_answer_after_the_deadline_is_kept(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[httpx.Request] = []
+    body = embedding_body(1, 5)
+
+    async def no_sleep(delay: float) -> None:
+        return None
+
+    monkeypatch.setattr(_transport, "_async_sleep", no_sleep)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(
+            200,
+            headers={"content-type": "application/json", "content-length": str(len(body))},
+            stream=AsyncLateStream([body], clock, late=11.0),
+        )
+
+    async def run() -> int:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(handler))
+        async with AsyncDashScopeClient(
+            KEY, base_url=BASE, http_client=http, timeout=10.0
+        ) as client:
+            await client.embed_texts(["a"], model="text-embedding-v4", dimension=64)
+            return client.usage.total_tokens
+
+    assert asyncio.run(run()) == 5
+    assert len(sent) == 1
+
+
+def test_async_upload_slower_than_the_timeout_is_sent_once(clock: Clock) -> None:
+    uplink = AsyncSlowUplink(clock, seconds_per_chunk=30.0)
+
+    async def run() -> str:
+        http = httpx.AsyncClient(transport=uplink)
+        async with AsyncDashScopeClient(
+            KEY, base_url=BASE, http_client=http, timeout=10.0
+        ) as client:
+            stored = await client.files.upload(b'{"custom_id": "a"}\n' * 100, filename="b.jsonl")
+            return stored.id
+
+    assert asyncio.run(run()) == "file-batch-1"
+    assert uplink.uploads == 1
