@@ -6,13 +6,16 @@ URL, a JSON body or multipart fields, extra headers — and a parser that turns 
 
 * headers: the key (``Authorization: Bearer``), workspace, user agent, per-call extras;
 * a deadline per attempt that covers reading the whole answer (a server that trickles its body
-  cannot hold a call past ``timeout``), and a bound on the answer's size;
+  cannot hold a call past ``timeout``), counted for an upload from when its body is sent; an
+  answer that is whole when the deadline is seen passing is kept (the service billed it); a
+  bound on the answer's size;
 * error classification: HTTP >= 400, or a 200 whose body carries a top-level ``code``, becomes
   the typed :class:`~dashscope_embeddings.APIStatusError` subclass; a body that should be JSON
   but is not (cut, an HTML page from a gateway) becomes a retryable
   :class:`~dashscope_embeddings.ResponseValidationError` naming the status, content type and a
   snippet;
-* retries with backoff and jitter, honouring ``Retry-After`` (policy in ``_retry.py``), each
+* retries with backoff and jitter, honouring ``Retry-After`` (policy in ``_retry.py``; a
+  WARNING on a call's first transport failure; a refused loopback port fails fast), each
   attempt holding a permit of the client's limiter only while it is on the wire, never while it
   sleeps; a sync call's siblings stop at once through a per-call cancel event;
 * a usage hook that records what a successful answer billed, once per request (retries are
@@ -28,7 +31,6 @@ Everything without I/O is in :class:`BaseTransport`; the two subclasses differ o
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import platform
@@ -56,8 +58,9 @@ from dashscope_embeddings._errors import (
     AuthenticationError,
     RateLimitError,
     ResponseValidationError,
-    ServerError,
     make_status_error,
+    parse_error,
+    snippet,
 )
 from dashscope_embeddings._limiter import AsyncLimiter, RateBudget, SyncLimiter
 from dashscope_embeddings._options import (
@@ -68,8 +71,11 @@ from dashscope_embeddings._options import (
     TimeoutTypes,
 )
 from dashscope_embeddings._retry import (
+    LOOPBACK_REFUSED_RETRIES,
     MAX_ATTEMPTS_PER_REQUEST,
     RetryBudget,
+    is_loopback,
+    maybe_acted,
     parse_retry_after,
     retry_delay,
     should_retry,
@@ -85,7 +91,7 @@ __all__ = [
     "BaseTransport",
     "CallCancelled",
     "SyncTransport",
-    "maybe_acted",
+    "parse_error",
 ]
 
 logger = logging.getLogger("dashscope_embeddings.transport")
@@ -96,7 +102,6 @@ USER_AGENT = (
     f"dashscope-embeddings/{__version__} "
     f"python/{platform.python_version()} httpx/{httpx.__version__}"
 )
-_SNIPPET = 200
 
 
 @dataclass(frozen=True)
@@ -158,19 +163,6 @@ def _wait(cancel: threading.Event | None, delay: float) -> bool:
 _async_sleep = asyncio.sleep
 _monotonic = time.monotonic  # the deadline's clock (tests move their own)
 
-# Connection refused by this machine is no network blip: give up after this many retries.
-LOOPBACK_REFUSED_RETRIES = 2
-
-
-def _is_loopback(host: str) -> bool:
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 class _SentMark(httpx.SyncByteStream, httpx.AsyncByteStream):
     """A request body that notes when its last byte was handed to the connection.
@@ -208,21 +200,6 @@ def _mark_sent(request: APIRequest, built: httpx.Request) -> _SentMark | None:
     return mark
 
 
-def maybe_acted(error: APIError) -> bool:
-    """Whether the service may have acted on a request that failed with ``error``.
-
-    ``False`` for an error answer that is final or throttling, and for a connection that
-    failed before anything was sent; ``True`` for a lost, late, cut or 5xx answer, after which
-    a non-idempotent request (an upload, creating a batch) must be looked for before it is
-    sent again.
-    """
-    if isinstance(error, APIConnectionError):
-        return not getattr(error, "_nothing_sent", False)
-    if isinstance(error, APIStatusError):
-        return isinstance(error, ServerError) or error.status_code >= 500
-    return isinstance(error, ResponseValidationError)
-
-
 class CallCancelled(Exception):
     """Raised inside a request whose call has already failed or been interrupted."""
 
@@ -242,52 +219,6 @@ def body_error_code(payload: object) -> str | None:
         if isinstance(code, str) and code:
             return code
     return None
-
-
-def parse_error(
-    status_code: int,
-    payload: object,
-    *,
-    text: str,
-    header_request_id: str | None,
-    retry_after: float | None,
-    headers: Mapping[str, str] | None = None,
-) -> APIStatusError:
-    """The typed error of an error answer, in either protocol's body shape.
-
-    Native: ``{"request_id", "code", "message"}``; OpenAI-compatible:
-    ``{"error": {"message", "type", "param", "code"}, "id", "request_id"}``.
-    """
-    code: str | None = None
-    message = ""
-    request_id = header_request_id
-    if isinstance(payload, dict):
-        request_id = payload.get("request_id") or payload.get("id") or request_id
-        error = payload.get("error")
-        if isinstance(error, dict):  # OpenAI-compatible shape
-            code = error.get("code") or error.get("type")
-            message = str(error.get("message") or "")
-        else:
-            code = payload.get("code")
-            message = str(payload.get("message") or payload.get("msg") or "")
-    else:
-        kind = (headers or {}).get("content-type") or "no content type"
-        raw = text.encode()
-        message = f"answer is not JSON ({kind}, {len(raw)} bytes): {_snippet(raw)!r}"
-    return make_status_error(
-        status_code,
-        code=str(code) if code else None,
-        message=message,
-        request_id=str(request_id) if request_id else None,
-        body=payload if payload is not None else text[:2000],
-        retry_after=retry_after,
-        headers=headers,
-    )
-
-
-def _snippet(content: bytes) -> str:
-    text = content[:_SNIPPET].decode("utf-8", "replace")
-    return " ".join(text.split()) + ("..." if len(content) > _SNIPPET else "")
 
 
 class _BearerAuth(httpx.Auth):
@@ -432,7 +363,7 @@ class BaseTransport:
             kind = headers.get("content-type") or "no content type"
             raise ResponseValidationError(
                 f"HTTP {status} answer is not JSON ({kind}, {len(content)} bytes): "
-                f"{_snippet(content)!r}",
+                f"{snippet(content)!r}",
                 request_id=header_id,
                 status_code=status,
                 content_type=headers.get("content-type"),
@@ -451,9 +382,7 @@ class BaseTransport:
         """
         if attempt + 1 >= MAX_ATTEMPTS_PER_REQUEST:
             return None
-        if not request.idempotent and not (
-            isinstance(error, RateLimitError) or getattr(error, "_nothing_sent", False)
-        ):
+        if not request.idempotent and maybe_acted(error):
             return None
         if isinstance(error, APIStatusError):
             if not should_retry(error, error.headers):
@@ -505,7 +434,7 @@ class BaseTransport:
         refused = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
         error._nothing_sent = refused  # type: ignore[attr-defined]
         error._refused_here = (  # type: ignore[attr-defined]
-            isinstance(exc, httpx.ConnectError) and _is_loopback(where.host)
+            isinstance(exc, httpx.ConnectError) and is_loopback(where.host)
         )
         return error
 

@@ -15,8 +15,7 @@ from dashscope_embeddings import (
     RateLimitError,
     ServerError,
 )
-from dashscope_embeddings._errors import make_status_error
-from dashscope_embeddings._transport import parse_error
+from dashscope_embeddings._errors import make_status_error, parse_error
 
 
 @pytest.mark.parametrize(

@@ -26,9 +26,8 @@ from dashscope_embeddings._errors import (
     NotFoundError,
 )
 from dashscope_embeddings._registry import ModelSpec, get_model_spec
-from dashscope_embeddings._retry import retry_delay
+from dashscope_embeddings._retry import maybe_acted, retry_delay
 from dashscope_embeddings._tokens import TokenCounter
-from dashscope_embeddings._transport import maybe_acted
 from dashscope_embeddings.batch import _plan, _run
 from dashscope_embeddings.batch._results import BatchResults, collect
 from dashscope_embeddings.batch._run import Sleep, Step
