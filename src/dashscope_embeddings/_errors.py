@@ -23,6 +23,10 @@ The tree::
     │   │   └── APITimeoutError                  no answer in time
     │   └── ResponseValidationError              an answer that is not a whole, valid result
     │                                            (retried: a cut or garbled body is transient)
+    └── (batch jobs, ``dashscope_embeddings.batch``)
+        ├── BatchStateError (also a ValueError)  a job's state file is missing or damaged
+        ├── IncompleteBatchError                 inputs without a vector: failed or pending
+        └── WaitTimeoutError (also a TimeoutError) ``wait(timeout=)`` ran out; the job goes on
 
 Every :class:`APIStatusError` carries ``status_code``, the DashScope ``code`` (branch on it, not
 on ``message``), ``message`` and ``request_id`` (quote it in support tickets). None of them ever
@@ -58,6 +62,8 @@ __all__ = [
     "ResponseValidationError",
     "ServerError",
     "make_status_error",
+    "parse_error",
+    "snippet",
 ]
 
 
@@ -321,3 +327,53 @@ def make_status_error(
         retry_after=retry_after,
         headers=headers,
     )
+
+
+_SNIPPET_BYTES = 200
+
+
+def parse_error(
+    status_code: int,
+    payload: object,
+    *,
+    text: str,
+    header_request_id: str | None,
+    retry_after: float | None,
+    headers: typing.Mapping[str, str] | None = None,
+) -> APIStatusError:
+    """The typed error of an error answer, in either protocol's body shape.
+
+    Native: ``{"request_id", "code", "message"}``; OpenAI-compatible:
+    ``{"error": {"message", "type", "param", "code"}, "id", "request_id"}``.
+    """
+    code: str | None = None
+    message = ""
+    request_id = header_request_id
+    if isinstance(payload, dict):
+        request_id = payload.get("request_id") or payload.get("id") or request_id
+        error = payload.get("error")
+        if isinstance(error, dict):  # OpenAI-compatible shape
+            code = error.get("code") or error.get("type")
+            message = str(error.get("message") or "")
+        else:
+            code = payload.get("code")
+            message = str(payload.get("message") or payload.get("msg") or "")
+    else:
+        kind = (headers or {}).get("content-type") or "no content type"
+        raw = text.encode()
+        message = f"answer is not JSON ({kind}, {len(raw)} bytes): {snippet(raw)!r}"
+    return make_status_error(
+        status_code,
+        code=str(code) if code else None,
+        message=message,
+        request_id=str(request_id) if request_id else None,
+        body=payload if payload is not None else text[:2000],
+        retry_after=retry_after,
+        headers=headers,
+    )
+
+
+def snippet(content: bytes) -> str:
+    """The start of a body, whitespace folded, for an error message."""
+    text = content[:_SNIPPET_BYTES].decode("utf-8", "replace")
+    return " ".join(text.split()) + ("..." if len(content) > _SNIPPET_BYTES else "")

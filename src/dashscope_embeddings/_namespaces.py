@@ -4,8 +4,11 @@
 
 Each method builds its request with an endpoint module (``resources/``) and sends it through
 the owning client's one request path, so retries, errors, deadlines and key handling are the
-same as for embeddings. Creating a batch is not idempotent: it is retried only when the
-service surely did not act on it.
+same as for embeddings. Every method takes the per-call options ``timeout``, ``max_retries``
+and ``extra_headers``, as ``embed_texts`` does. The sync and async classes have the same
+methods with the same parameters and docstrings (a test compares them). Creating a batch and
+uploading a file are not idempotent: they are sent again only when the service surely did not
+act on them.
 """
 
 from __future__ import annotations
@@ -15,27 +18,53 @@ import typing
 from collections.abc import Callable, Mapping
 
 from dashscope_embeddings._config import Endpoints
+from dashscope_embeddings._options import NOT_GIVEN, NotGiven, RequestOptions, TimeoutTypes
 from dashscope_embeddings._transport import Answer, APIRequest
 from dashscope_embeddings.resources import batches, files, tasks
 from dashscope_embeddings.resources.batches import BatchObject
 from dashscope_embeddings.resources.files import FileObject
 from dashscope_embeddings.resources.tasks import TaskObject
 
-__all__ = ["AsyncBatches", "AsyncFiles", "AsyncTasks", "Batches", "Files", "Tasks"]
+__all__ = [
+    "AsyncBatches",
+    "AsyncFiles",
+    "AsyncOwner",
+    "AsyncTasks",
+    "Batches",
+    "Files",
+    "SyncOwner",
+    "Tasks",
+]
 
 T = typing.TypeVar("T")
 
 
-class _SyncOwner(typing.Protocol):
-    endpoints: Endpoints
+class SyncOwner(typing.Protocol):
+    """What a namespace (or a batch job's runner) needs of a sync client."""
 
-    def _request(self, request: APIRequest, parse: Callable[[Answer], T]) -> T: ...
+    @property
+    def endpoints(self) -> Endpoints: ...
+
+    def _request(
+        self,
+        request: APIRequest,
+        parse: Callable[[Answer], T],
+        options: RequestOptions | None = None,
+    ) -> T: ...
 
 
-class _AsyncOwner(typing.Protocol):
-    endpoints: Endpoints
+class AsyncOwner(typing.Protocol):
+    """What a namespace (or a batch job's runner) needs of an async client."""
 
-    async def _request(self, request: APIRequest, parse: Callable[[Answer], T]) -> T: ...
+    @property
+    def endpoints(self) -> Endpoints: ...
+
+    async def _request(
+        self,
+        request: APIRequest,
+        parse: Callable[[Answer], T],
+        options: RequestOptions | None = None,
+    ) -> T: ...
 
 
 def _read(content: bytes | str | os.PathLike[str], filename: str | None) -> tuple[bytes, str]:
@@ -45,10 +74,22 @@ def _read(content: bytes | str | os.PathLike[str], filename: str | None) -> tupl
         return handle.read(), filename or os.path.basename(os.fspath(content))
 
 
-class Files:
-    """``client.files``: upload, get, download and delete stored files."""
+def _options(
+    timeout: TimeoutTypes | NotGiven,
+    max_retries: int | NotGiven,
+    extra_headers: Mapping[str, str] | None,
+) -> RequestOptions:
+    return RequestOptions(timeout=timeout, max_retries=max_retries, extra_headers=extra_headers)
 
-    def __init__(self, owner: _SyncOwner) -> None:
+
+class Files:
+    """``client.files``: upload, list, get, download and delete stored files.
+
+    Every method also takes ``timeout`` (seconds per attempt; for an upload counted from
+    when the file is sent), ``max_retries`` and ``extra_headers``, as ``embed_texts`` does.
+    """
+
+    def __init__(self, owner: SyncOwner) -> None:
         self._owner = owner
 
     def upload(
@@ -57,41 +98,89 @@ class Files:
         *,
         filename: str | None = None,
         purpose: str = "batch",
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> FileObject:
-        """Upload bytes or a file at a path (JSON lines for the Batch API)."""
+        """Upload bytes or a file at a path (JSON lines for the Batch API).
+
+        Sent once: when its answer is lost or late, the service may have stored the file, so
+        it is not sent again; look for it with :meth:`list` (name and size) before retrying.
+        """
         data, name = _read(content, filename)
         request = files.upload_request(self._owner.endpoints, data, filename=name, purpose=purpose)
-        return self._owner._request(request, files.parse_file)
+        return self._owner._request(
+            request, files.parse_file, _options(timeout, max_retries, extra_headers)
+        )
 
-    def retrieve(self, file_id: str) -> FileObject:
+    def retrieve(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FileObject:
         """A stored file's metadata."""
         return self._owner._request(
-            files.retrieve_request(self._owner.endpoints, file_id), files.parse_file
+            files.retrieve_request(self._owner.endpoints, file_id),
+            files.parse_file,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    def list(self) -> list[FileObject]:
+    def list(
+        self,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[FileObject]:
         """Every stored file."""
         return self._owner._request(
-            files.list_request(self._owner.endpoints), files.parse_file_list
+            files.list_request(self._owner.endpoints),
+            files.parse_file_list,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    def content(self, file_id: str) -> bytes:
+    def content(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bytes:
         """A stored file's bytes (e.g. a batch's output file)."""
         return self._owner._request(
-            files.content_request(self._owner.endpoints, file_id), files.parse_content
+            files.content_request(self._owner.endpoints, file_id),
+            files.parse_content,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    def delete(self, file_id: str) -> bool:
+    def delete(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
         """Delete a stored file; ``True`` when the service confirms."""
         return self._owner._request(
-            files.delete_request(self._owner.endpoints, file_id), files.parse_deleted
+            files.delete_request(self._owner.endpoints, file_id),
+            files.parse_deleted,
+            _options(timeout, max_retries, extra_headers),
         )
 
 
 class AsyncFiles:
-    """Async ``client.files``; see :class:`Files`."""
+    """Async ``client.files``: upload, list, get, download and delete stored files.
 
-    def __init__(self, owner: _AsyncOwner) -> None:
+    Every method also takes ``timeout`` (seconds per attempt; for an upload counted from
+    when the file is sent), ``max_retries`` and ``extra_headers``, as ``embed_texts`` does.
+    """
+
+    def __init__(self, owner: AsyncOwner) -> None:
         self._owner = owner
 
     async def upload(
@@ -100,41 +189,89 @@ class AsyncFiles:
         *,
         filename: str | None = None,
         purpose: str = "batch",
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> FileObject:
-        """Upload bytes or a file at a path."""
+        """Upload bytes or a file at a path (JSON lines for the Batch API).
+
+        Sent once: when its answer is lost or late, the service may have stored the file, so
+        it is not sent again; look for it with :meth:`list` (name and size) before retrying.
+        """
         data, name = _read(content, filename)
         request = files.upload_request(self._owner.endpoints, data, filename=name, purpose=purpose)
-        return await self._owner._request(request, files.parse_file)
+        return await self._owner._request(
+            request, files.parse_file, _options(timeout, max_retries, extra_headers)
+        )
 
-    async def retrieve(self, file_id: str) -> FileObject:
+    async def retrieve(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> FileObject:
         """A stored file's metadata."""
         return await self._owner._request(
-            files.retrieve_request(self._owner.endpoints, file_id), files.parse_file
+            files.retrieve_request(self._owner.endpoints, file_id),
+            files.parse_file,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    async def list(self) -> list[FileObject]:
+    async def list(
+        self,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[FileObject]:
         """Every stored file."""
         return await self._owner._request(
-            files.list_request(self._owner.endpoints), files.parse_file_list
+            files.list_request(self._owner.endpoints),
+            files.parse_file_list,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    async def content(self, file_id: str) -> bytes:
-        """A stored file's bytes."""
+    async def content(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bytes:
+        """A stored file's bytes (e.g. a batch's output file)."""
         return await self._owner._request(
-            files.content_request(self._owner.endpoints, file_id), files.parse_content
+            files.content_request(self._owner.endpoints, file_id),
+            files.parse_content,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    async def delete(self, file_id: str) -> bool:
-        """Delete a stored file."""
+    async def delete(
+        self,
+        file_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> bool:
+        """Delete a stored file; ``True`` when the service confirms."""
         return await self._owner._request(
-            files.delete_request(self._owner.endpoints, file_id), files.parse_deleted
+            files.delete_request(self._owner.endpoints, file_id),
+            files.parse_deleted,
+            _options(timeout, max_retries, extra_headers),
         )
 
 
 class Batches:
-    """``client.batches``: create, get, list and cancel Batch API jobs."""
+    """``client.batches``: create, get, list and cancel Batch API jobs.
 
-    def __init__(self, owner: _SyncOwner) -> None:
+    Every method also takes ``timeout`` (seconds per attempt), ``max_retries`` and
+    ``extra_headers``, as ``embed_texts`` does.
+    """
+
+    def __init__(self, owner: SyncOwner) -> None:
         self._owner = owner
 
     def create(
@@ -144,6 +281,9 @@ class Batches:
         endpoint: str = "/v1/embeddings",
         completion_window: str = "24h",
         metadata: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> BatchObject:
         """Start a batch over an uploaded input file (billed; never sent twice)."""
         request = batches.create_request(
@@ -153,32 +293,65 @@ class Batches:
             completion_window=completion_window,
             metadata=metadata,
         )
-        return self._owner._request(request, batches.parse_batch)
+        return self._owner._request(
+            request, batches.parse_batch, _options(timeout, max_retries, extra_headers)
+        )
 
-    def retrieve(self, batch_id: str) -> BatchObject:
+    def retrieve(
+        self,
+        batch_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> BatchObject:
         """A batch's status, counts and file ids."""
         return self._owner._request(
-            batches.retrieve_request(self._owner.endpoints, batch_id), batches.parse_batch
+            batches.retrieve_request(self._owner.endpoints, batch_id),
+            batches.parse_batch,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    def cancel(self, batch_id: str) -> BatchObject:
+    def cancel(
+        self,
+        batch_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> BatchObject:
         """Ask the service to cancel a batch."""
         return self._owner._request(
-            batches.cancel_request(self._owner.endpoints, batch_id), batches.parse_batch
+            batches.cancel_request(self._owner.endpoints, batch_id),
+            batches.parse_batch,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    def list(self, *, limit: int = 20, after: str | None = None) -> list[BatchObject]:
+    def list(
+        self,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[BatchObject]:
         """Batches, newest first."""
         return self._owner._request(
             batches.list_request(self._owner.endpoints, limit=limit, after=after),
             batches.parse_batch_list,
+            _options(timeout, max_retries, extra_headers),
         )
 
 
 class AsyncBatches:
-    """Async ``client.batches``; see :class:`Batches`."""
+    """Async ``client.batches``: create, get, list and cancel Batch API jobs.
 
-    def __init__(self, owner: _AsyncOwner) -> None:
+    Every method also takes ``timeout`` (seconds per attempt), ``max_retries`` and
+    ``extra_headers``, as ``embed_texts`` does.
+    """
+
+    def __init__(self, owner: AsyncOwner) -> None:
         self._owner = owner
 
     async def create(
@@ -188,8 +361,11 @@ class AsyncBatches:
         endpoint: str = "/v1/embeddings",
         completion_window: str = "24h",
         metadata: Mapping[str, str] | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> BatchObject:
-        """Start a batch over an uploaded input file."""
+        """Start a batch over an uploaded input file (billed; never sent twice)."""
         request = batches.create_request(
             self._owner.endpoints,
             input_file_id,
@@ -197,61 +373,134 @@ class AsyncBatches:
             completion_window=completion_window,
             metadata=metadata,
         )
-        return await self._owner._request(request, batches.parse_batch)
+        return await self._owner._request(
+            request, batches.parse_batch, _options(timeout, max_retries, extra_headers)
+        )
 
-    async def retrieve(self, batch_id: str) -> BatchObject:
+    async def retrieve(
+        self,
+        batch_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> BatchObject:
         """A batch's status, counts and file ids."""
         return await self._owner._request(
-            batches.retrieve_request(self._owner.endpoints, batch_id), batches.parse_batch
+            batches.retrieve_request(self._owner.endpoints, batch_id),
+            batches.parse_batch,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    async def cancel(self, batch_id: str) -> BatchObject:
+    async def cancel(
+        self,
+        batch_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> BatchObject:
         """Ask the service to cancel a batch."""
         return await self._owner._request(
-            batches.cancel_request(self._owner.endpoints, batch_id), batches.parse_batch
+            batches.cancel_request(self._owner.endpoints, batch_id),
+            batches.parse_batch,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    async def list(self, *, limit: int = 20, after: str | None = None) -> list[BatchObject]:
+    async def list(
+        self,
+        *,
+        limit: int = 20,
+        after: str | None = None,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> list[BatchObject]:
         """Batches, newest first."""
         return await self._owner._request(
             batches.list_request(self._owner.endpoints, limit=limit, after=after),
             batches.parse_batch_list,
+            _options(timeout, max_retries, extra_headers),
         )
 
 
 class Tasks:
-    """``client.tasks``: poll and cancel asynchronous tasks."""
+    """``client.tasks``: poll and cancel asynchronous tasks.
 
-    def __init__(self, owner: _SyncOwner) -> None:
+    Every method also takes ``timeout`` (seconds per attempt), ``max_retries`` and
+    ``extra_headers``, as ``embed_texts`` does.
+    """
+
+    def __init__(self, owner: SyncOwner) -> None:
         self._owner = owner
 
-    def retrieve(self, task_id: str) -> TaskObject:
+    def retrieve(
+        self,
+        task_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> TaskObject:
         """A task's status (``UNKNOWN`` for an id the key cannot see)."""
         return self._owner._request(
-            tasks.retrieve_request(self._owner.endpoints, task_id), tasks.parse_task
+            tasks.retrieve_request(self._owner.endpoints, task_id),
+            tasks.parse_task,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    def cancel(self, task_id: str) -> TaskObject:
+    def cancel(
+        self,
+        task_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> TaskObject:
         """Cancel a PENDING task."""
         return self._owner._request(
-            tasks.cancel_request(self._owner.endpoints, task_id), tasks.parse_task
+            tasks.cancel_request(self._owner.endpoints, task_id),
+            tasks.parse_task,
+            _options(timeout, max_retries, extra_headers),
         )
 
 
 class AsyncTasks:
-    """Async ``client.tasks``; see :class:`Tasks`."""
+    """Async ``client.tasks``: poll and cancel asynchronous tasks.
 
-    def __init__(self, owner: _AsyncOwner) -> None:
+    Every method also takes ``timeout`` (seconds per attempt), ``max_retries`` and
+    ``extra_headers``, as ``embed_texts`` does.
+    """
+
+    def __init__(self, owner: AsyncOwner) -> None:
         self._owner = owner
 
-    async def retrieve(self, task_id: str) -> TaskObject:
-        """A task's status."""
+    async def retrieve(
+        self,
+        task_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> TaskObject:
+        """A task's status (``UNKNOWN`` for an id the key cannot see)."""
         return await self._owner._request(
-            tasks.retrieve_request(self._owner.endpoints, task_id), tasks.parse_task
+            tasks.retrieve_request(self._owner.endpoints, task_id),
+            tasks.parse_task,
+            _options(timeout, max_retries, extra_headers),
         )
 
-    async def cancel(self, task_id: str) -> TaskObject:
+    async def cancel(
+        self,
+        task_id: str,
+        *,
+        timeout: TimeoutTypes | NotGiven = NOT_GIVEN,
+        max_retries: int | NotGiven = NOT_GIVEN,
+        extra_headers: Mapping[str, str] | None = None,
+    ) -> TaskObject:
         """Cancel a PENDING task."""
         return await self._owner._request(
-            tasks.cancel_request(self._owner.endpoints, task_id), tasks.parse_task
+            tasks.cancel_request(self._owner.endpoints, task_id),
+            tasks.parse_task,
+            _options(timeout, max_retries, extra_headers),
         )

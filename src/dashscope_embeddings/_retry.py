@@ -23,6 +23,7 @@ call draw on a :class:`RetryBudget`.
 from __future__ import annotations
 
 import email.utils
+import ipaddress
 import random
 import threading
 import time
@@ -34,16 +35,22 @@ from dashscope_embeddings._constants import (
     MAX_RETRY_DELAY_S,
 )
 from dashscope_embeddings._errors import (
+    APIConnectionError,
+    APIError,
     APIStatusError,
     QuotaExhaustedError,
     RateLimitError,
+    ResponseValidationError,
     ServerError,
 )
 
 __all__ = [
+    "LOOPBACK_REFUSED_RETRIES",
     "MAX_ATTEMPTS_PER_REQUEST",
     "RETRY_STATUSES",
     "RetryBudget",
+    "is_loopback",
+    "maybe_acted",
     "parse_retry_after",
     "retry_delay",
     "should_retry",
@@ -53,6 +60,35 @@ __all__ = [
 MAX_ATTEMPTS_PER_REQUEST = 10
 
 RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
+
+# Connection refused by this machine is no network blip: give up after this many retries.
+LOOPBACK_REFUSED_RETRIES = 2
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def maybe_acted(error: APIError) -> bool:
+    """Whether the service may have acted on a request that failed with ``error``.
+
+    ``False`` for an error answer that is final or throttling, and for a connection that
+    failed before anything was sent; ``True`` for a lost, late, cut or 5xx answer, after which
+    a non-idempotent request (an upload, creating a batch) must be looked for before it is
+    sent again.
+    """
+    if isinstance(error, APIConnectionError):
+        return not getattr(error, "_nothing_sent", False)
+    if isinstance(error, APIStatusError):
+        return isinstance(error, ServerError) or error.status_code >= 500
+    return isinstance(error, ResponseValidationError)
 
 
 def parse_retry_after(
@@ -130,6 +166,8 @@ class RetryBudget:
         self._lock = threading.Lock()
         self.spent = 0
         """Retries taken so far."""
+        self.warned = False
+        """A transport failure of this call was already logged as a WARNING."""
 
     def take(self) -> bool:
         """Spend one retry if any is left."""

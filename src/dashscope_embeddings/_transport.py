@@ -6,13 +6,16 @@ URL, a JSON body or multipart fields, extra headers — and a parser that turns 
 
 * headers: the key (``Authorization: Bearer``), workspace, user agent, per-call extras;
 * a deadline per attempt that covers reading the whole answer (a server that trickles its body
-  cannot hold a call past ``timeout``), and a bound on the answer's size;
+  cannot hold a call past ``timeout``), counted for an upload from when its body is sent; an
+  answer that is whole when the deadline is seen passing is kept (the service billed it); a
+  bound on the answer's size;
 * error classification: HTTP >= 400, or a 200 whose body carries a top-level ``code``, becomes
   the typed :class:`~dashscope_embeddings.APIStatusError` subclass; a body that should be JSON
   but is not (cut, an HTML page from a gateway) becomes a retryable
   :class:`~dashscope_embeddings.ResponseValidationError` naming the status, content type and a
   snippet;
-* retries with backoff and jitter, honouring ``Retry-After`` (policy in ``_retry.py``), each
+* retries with backoff and jitter, honouring ``Retry-After`` (policy in ``_retry.py``; a
+  WARNING on a call's first transport failure; a refused loopback port fails fast), each
   attempt holding a permit of the client's limiter only while it is on the wire, never while it
   sleeps; a sync call's siblings stop at once through a per-call cancel event;
 * a usage hook that records what a successful answer billed, once per request (retries are
@@ -56,6 +59,8 @@ from dashscope_embeddings._errors import (
     RateLimitError,
     ResponseValidationError,
     make_status_error,
+    parse_error,
+    snippet,
 )
 from dashscope_embeddings._limiter import AsyncLimiter, RateBudget, SyncLimiter
 from dashscope_embeddings._options import (
@@ -66,8 +71,11 @@ from dashscope_embeddings._options import (
     TimeoutTypes,
 )
 from dashscope_embeddings._retry import (
+    LOOPBACK_REFUSED_RETRIES,
     MAX_ATTEMPTS_PER_REQUEST,
     RetryBudget,
+    is_loopback,
+    maybe_acted,
     parse_retry_after,
     retry_delay,
     should_retry,
@@ -83,6 +91,7 @@ __all__ = [
     "BaseTransport",
     "CallCancelled",
     "SyncTransport",
+    "parse_error",
 ]
 
 logger = logging.getLogger("dashscope_embeddings.transport")
@@ -93,7 +102,6 @@ USER_AGENT = (
     f"dashscope-embeddings/{__version__} "
     f"python/{platform.python_version()} httpx/{httpx.__version__}"
 )
-_SNIPPET = 200
 
 
 @dataclass(frozen=True)
@@ -141,9 +149,10 @@ class Answer:
 
 
 def _wait(cancel: threading.Event | None, delay: float) -> bool:
-    """Sleep ``delay`` seconds before a retry; ``True`` if the call was cancelled meanwhile.
+    """Sleep ``delay`` seconds; ``True`` if the call was cancelled meanwhile.
 
-    Backoff waits go through this name (and ``_async_sleep``), so tests can record them.
+    A backoff and a wait for the ``rpm`` / ``tpm`` budget alike: every wait of a sync send
+    goes through this name (and ``_async_sleep``), so tests can record them.
     """
     if cancel is None:
         time.sleep(delay)
@@ -152,14 +161,43 @@ def _wait(cancel: threading.Event | None, delay: float) -> bool:
 
 
 _async_sleep = asyncio.sleep
+_monotonic = time.monotonic  # the deadline's clock (tests move their own)
 
 
-def _pace(cancel: threading.Event | None, delay: float) -> bool:
-    """Wait for a client-side rate budget; ``True`` if the call was cancelled meanwhile."""
-    if cancel is None:
-        time.sleep(delay)
-        return False
-    return cancel.wait(delay)
+class _SentMark(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A request body that notes when its last byte was handed to the connection.
+
+    An upload's attempt deadline starts there, not when sending starts: a large file on a slow
+    uplink takes as long as it takes (each write is still bounded by httpx's ``write``
+    timeout), and only the wait for the answer is bounded by the deadline. The service has
+    stored what it received by then, so throwing its answer away would leave an orphan file.
+    """
+
+    def __init__(self, stream: httpx.SyncByteStream | httpx.AsyncByteStream) -> None:
+        self._stream = stream
+        self.at: float | None = None
+
+    def __iter__(self) -> typing.Iterator[bytes]:
+        yield from typing.cast(httpx.SyncByteStream, self._stream)
+        self.at = _monotonic()
+
+    async def __aiter__(self) -> typing.AsyncIterator[bytes]:
+        async for chunk in typing.cast(httpx.AsyncByteStream, self._stream):
+            yield chunk
+        self.at = _monotonic()
+
+
+def _mark_sent(request: APIRequest, built: httpx.Request) -> _SentMark | None:
+    """Wrap an upload's body in a :class:`_SentMark`; ``None`` for a JSON body.
+
+    A JSON body is small and written at once, so its deadline starts when sending starts and
+    the embedding path does no extra work per request.
+    """
+    if not request.files:
+        return None
+    mark = _SentMark(built.stream)
+    built.stream = mark
+    return mark
 
 
 class CallCancelled(Exception):
@@ -181,52 +219,6 @@ def body_error_code(payload: object) -> str | None:
         if isinstance(code, str) and code:
             return code
     return None
-
-
-def parse_error(
-    status_code: int,
-    payload: object,
-    *,
-    text: str,
-    header_request_id: str | None,
-    retry_after: float | None,
-    headers: Mapping[str, str] | None = None,
-) -> APIStatusError:
-    """The typed error of an error answer, in either protocol's body shape.
-
-    Native: ``{"request_id", "code", "message"}``; OpenAI-compatible:
-    ``{"error": {"message", "type", "param", "code"}, "id", "request_id"}``.
-    """
-    code: str | None = None
-    message = ""
-    request_id = header_request_id
-    if isinstance(payload, dict):
-        request_id = payload.get("request_id") or payload.get("id") or request_id
-        error = payload.get("error")
-        if isinstance(error, dict):  # OpenAI-compatible shape
-            code = error.get("code") or error.get("type")
-            message = str(error.get("message") or "")
-        else:
-            code = payload.get("code")
-            message = str(payload.get("message") or payload.get("msg") or "")
-    else:
-        kind = (headers or {}).get("content-type") or "no content type"
-        raw = text.encode()
-        message = f"answer is not JSON ({kind}, {len(raw)} bytes): {_snippet(raw)!r}"
-    return make_status_error(
-        status_code,
-        code=str(code) if code else None,
-        message=message,
-        request_id=str(request_id) if request_id else None,
-        body=payload if payload is not None else text[:2000],
-        retry_after=retry_after,
-        headers=headers,
-    )
-
-
-def _snippet(content: bytes) -> str:
-    text = content[:_SNIPPET].decode("utf-8", "replace")
-    return " ".join(text.split()) + ("..." if len(content) > _SNIPPET else "")
 
 
 class _BearerAuth(httpx.Auth):
@@ -358,11 +350,12 @@ class BaseTransport:
                 headers=headers,
             )
             if isinstance(error, AuthenticationError):
-                error.message += (
+                error.message = error.message.rstrip(". ") + (
                     f". API keys are per region: this request went to "
                     f"{httpx.URL(self.endpoints.native_base).host} (region "
                     f"{self.endpoints.region}). Use the key of that region, or set region= "
-                    "(or DASHSCOPE_REGION) / base_url= (or DASHSCOPE_BASE_URL) to the key's"
+                    "(or DASHSCOPE_REGION) / base_url= (or DASHSCOPE_BASE_URL) to the key's "
+                    "region"
                 )
                 error.args = (error.message,)
             raise error
@@ -370,7 +363,7 @@ class BaseTransport:
             kind = headers.get("content-type") or "no content type"
             raise ResponseValidationError(
                 f"HTTP {status} answer is not JSON ({kind}, {len(content)} bytes): "
-                f"{_snippet(content)!r}",
+                f"{snippet(content)!r}",
                 request_id=header_id,
                 status_code=status,
                 content_type=headers.get("content-type"),
@@ -389,9 +382,7 @@ class BaseTransport:
         """
         if attempt + 1 >= MAX_ATTEMPTS_PER_REQUEST:
             return None
-        if not request.idempotent and not (
-            isinstance(error, RateLimitError) or getattr(error, "_nothing_sent", False)
-        ):
+        if not request.idempotent and maybe_acted(error):
             return None
         if isinstance(error, APIStatusError):
             if not should_retry(error, error.headers):
@@ -403,6 +394,8 @@ class BaseTransport:
             )
             delay = retry_delay(attempt, error.retry_after, initial=initial)
         elif isinstance(error, (APIConnectionError, ResponseValidationError)):
+            if getattr(error, "_refused_here", False) and attempt >= LOOPBACK_REFUSED_RETRIES:
+                return None
             delay = retry_delay(attempt)
         else:
             return None
@@ -412,7 +405,14 @@ class BaseTransport:
         # the call's budget (the per-request cap of attempts still bounds it).
         if not isinstance(error, RateLimitError) and not budget.take():
             return None
-        logger.info(
+        # The first transport failure of a call is worth a WARNING: an unreachable endpoint
+        # should not look like a hang. ``error`` names the host and path, never a header.
+        level = logging.INFO
+        if isinstance(error, APIConnectionError) and not budget.warned:
+            budget.warned = True
+            level = logging.WARNING
+        logger.log(
+            level,
             "%s %s: retrying in %.2fs (retry %d) after %s",
             request.method,
             request.label or httpx.URL(request.url).path,
@@ -431,8 +431,26 @@ class BaseTransport:
         else:
             error = APIConnectionError(f"could not reach {where}: {type(exc).__name__}: {exc}")
         # Nothing reached the service: safe to send again even when not idempotent.
-        error._nothing_sent = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))  # type: ignore[attr-defined]
+        refused = isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+        error._nothing_sent = refused  # type: ignore[attr-defined]
+        error._refused_here = (  # type: ignore[attr-defined]
+            isinstance(exc, httpx.ConnectError) and is_loopback(where.host)
+        )
         return error
+
+    def complete(
+        self, request: APIRequest, response: httpx.Response, chunks: list[bytes]
+    ) -> bool:
+        """Whether an answer read past its deadline is whole already.
+
+        A whole answer is kept: the service billed it, and sending again would bill it twice.
+        Whole: every byte its ``Content-Length`` announced has arrived, or, without one, what
+        arrived is a JSON document.
+        """
+        length = response.headers.get("content-length")
+        if length is not None and length.isdigit():
+            return response.num_bytes_downloaded >= int(length)
+        return request.expect_json and decode_json(b"".join(chunks))[0]
 
     def too_slow(self, request: APIRequest, deadline: float) -> APITimeoutError:
         """The error of an attempt that ran past its deadline while reading the answer."""
@@ -520,7 +538,7 @@ class SyncTransport(BaseTransport):
             if cancel is not None and cancel.is_set():
                 raise CallCancelled
             while pause := self.rate_delay(request):
-                if _pace(cancel, pause):
+                if _wait(cancel, pause):
                     raise CallCancelled
             started = time.monotonic()
             error: APIError
@@ -553,23 +571,24 @@ class SyncTransport(BaseTransport):
     def _attempt(
         self, request: APIRequest, options: RequestOptions, deadline: float | None
     ) -> tuple[int, httpx.Headers, bytes]:
-        started = time.monotonic()
-        response = self.http.send(
-            self.build(self.http, request, options),
-            stream=True,
-            auth=self.auth,
-            follow_redirects=False,
-        )
+        built = self.build(self.http, request, options)
+        sent = _mark_sent(request, built)
+        started = _monotonic()
+        response = self.http.send(built, stream=True, auth=self.auth, follow_redirects=False)
         try:
+            if sent is not None and sent.at is not None:
+                started = sent.at
             chunks: list[bytes] = []
             size = 0
             for chunk in response.iter_bytes():
                 size += len(chunk)
                 if size > request.max_response_bytes:
                     raise self.too_large(request, size)
-                if deadline is not None and time.monotonic() - started > deadline:
-                    raise self.too_slow(request, deadline)
                 chunks.append(chunk)
+                if deadline is not None and _monotonic() - started > deadline:
+                    if self.complete(request, response, chunks):
+                        break
+                    raise self.too_slow(request, deadline)
             return response.status_code, response.headers, b"".join(chunks)
         finally:
             response.close()
@@ -629,20 +648,24 @@ class AsyncTransport(BaseTransport):
         options: RequestOptions,
         deadline: float | None,
     ) -> tuple[int, httpx.Headers, bytes]:
-        started = time.monotonic()
-        response = await http.send(
-            self.build(http, request, options), stream=True, auth=self.auth, follow_redirects=False
-        )
+        built = self.build(http, request, options)
+        sent = _mark_sent(request, built)
+        started = _monotonic()
+        response = await http.send(built, stream=True, auth=self.auth, follow_redirects=False)
         try:
+            if sent is not None and sent.at is not None:
+                started = sent.at
             chunks: list[bytes] = []
             size = 0
             async for chunk in response.aiter_bytes():
                 size += len(chunk)
                 if size > request.max_response_bytes:
                     raise self.too_large(request, size)
-                if deadline is not None and time.monotonic() - started > deadline:
-                    raise self.too_slow(request, deadline)
                 chunks.append(chunk)
+                if deadline is not None and _monotonic() - started > deadline:
+                    if self.complete(request, response, chunks):
+                        break
+                    raise self.too_slow(request, deadline)
             return response.status_code, response.headers, b"".join(chunks)
         finally:
             await response.aclose()

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dashscope_embeddings import (
@@ -333,31 +334,28 @@ def test_nodes_for_llama_index_keep_ids_and_vectors(
 CRASHING_SUBMIT = textwrap.dedent(
     """
     import sys, time
+    import httpx
     from dashscope_embeddings import DashScopeClient
     from dashscope_embeddings.batch import BatchJob
 
     mode, state, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     creates = 0
 
-    class Held:
-        def __init__(self, inner):
-            self.inner = inner
-        def __getattr__(self, name):
-            return getattr(self.inner, name)
-        def create(self, *args, **kwargs):
+    class Held(httpx.HTTPTransport):
+        def handle_request(self, request):
             global creates
-            creates += 1
-            if creates == 2 and mode == "before-create":
+            create = request.method == "POST" and request.url.path.endswith("/batches")
+            creates += create
+            if create and creates == 2 and mode == "before-create":
                 print("HELD", flush=True); time.sleep(60)
-            batch = self.inner.create(*args, **kwargs)
-            if creates == 2 and mode == "after-create":
+            response = super().handle_request(request)
+            if create and creates == 2 and mode == "after-create":
+                response.read()
                 print("HELD", flush=True); time.sleep(60)
-            return batch
+            return response
 
-    class Client(DashScopeClient):
-        @property
-        def batches(self):
-            return Held(super().batches)
+    def Client():
+        return DashScopeClient(http_client=httpx.Client(transport=Held()))
 
     texts = [f"line {i} of a corpus about rivers" for i in range(n)]
     BatchJob.submit(texts, model="text-embedding-v4", state_path=state, client=Client(),
@@ -446,3 +444,83 @@ def test_a_batch_the_service_does_not_know_is_a_clear_state_error(
     emu.batch.reset()  # as if resumed against another region's host
     with pytest.raises(BatchStateError, match="is unknown to the service: resume with a client"):
         job.status()
+
+
+class _UploadAnswerLost(httpx.BaseTransport):
+    """Forwards to the emulator; the answer to the first ``uploads`` uploads never arrives.
+
+    The emulator has stored each file by then, as the service does when an upload's answer
+    comes after the client's deadline. ``crash`` raises ``KeyboardInterrupt`` instead of a
+    timeout: the process stops between the service storing the file and the job recording it.
+    """
+
+    def __init__(self, uploads: int = 1, *, crash: bool = False) -> None:
+        self.inner = httpx.HTTPTransport()
+        self.to_lose, self.crash = uploads, crash
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        response = self.inner.handle_request(request)
+        if request.method == "POST" and request.url.path.endswith("/files") and self.to_lose:
+            self.to_lose -= 1
+            response.read()
+            response.close()
+            if self.crash:
+                raise KeyboardInterrupt
+            raise httpx.ReadTimeout("the answer came after the deadline", request=request)
+        return response
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_an_upload_stored_but_answered_too_late_is_reused_not_sent_again(
+    emu: Emulator, tmp_path: Path
+) -> None:
+    texts = corpus(45)  # 5 lines -> files of 2, 2 and 1 lines
+    lost = _UploadAnswerLost(uploads=2)
+    with httpx.Client(transport=lost) as http:
+        with DashScopeClient(TEST_KEY, base_url=emu.url, http_client=http, timeout=30) as client:
+            job = BatchJob.submit(
+                texts,
+                model=MODEL,
+                dimension=DIM,
+                state_path=tmp_path / "job.json",
+                client=client,
+                max_lines_per_file=2,
+            )
+            assert lost.to_lose == 0  # both answers were lost
+            stored = client.files.list()
+            assert emu.batch.counters.uploads == 3
+            assert len(stored) == 3  # one file per part, no orphan copy
+            recorded = json.loads((tmp_path / "job.json").read_text())["parts"]
+            assert sorted(f.id for f in stored) == sorted(p["file_id"] for p in recorded)
+            job.wait(poll_interval=0)
+            results = job.results()
+    assert results.complete and len(results.embeddings) == 45
+    assert emu.batch.counters.batches_created == 3
+
+
+def stored_name(state: Path) -> str:
+    """The name a job gives its first part's file at the service."""
+    return f"{json.loads(state.read_text())['job_id']}-part-0000.jsonl"
+
+
+def test_resume_after_a_crash_mid_upload_reuses_the_stored_file(
+    emu: Emulator, client: DashScopeClient, tmp_path: Path
+) -> None:
+    texts = corpus(25)  # 3 lines -> one file
+    state = tmp_path / "job.json"
+    with httpx.Client(transport=_UploadAnswerLost(crash=True)) as http:
+        with DashScopeClient(TEST_KEY, base_url=emu.url, http_client=http) as crashing:
+            with pytest.raises(KeyboardInterrupt):
+                BatchJob.submit(
+                    texts, model=MODEL, dimension=DIM, state_path=state, client=crashing
+                )
+    assert emu.batch.counters.uploads == 1  # the service has the file; the job has no id
+
+    job = BatchJob.resume(state, client)
+    assert emu.batch.counters.uploads == 1
+    assert len([f for f in client.files.list() if f.filename == stored_name(state)]) == 1
+    job.wait(poll_interval=0)
+    assert job.results().complete
+    assert emu.batch.counters.batches_created == 1

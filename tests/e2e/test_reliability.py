@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import _thread
 import asyncio
+import logging
 import threading
 import time
 import typing
@@ -304,3 +305,34 @@ def test_on_error_skip_always_returns_the_report_type(emulator: Emulator) -> Non
         result = client.embed_texts(corpus(12), on_error="skip")
     assert isinstance(result, PartialResult) and result.complete and not result.failed
     assert all(v is not None for v in result.embeddings)
+
+
+def test_refused_loopback_port_fails_fast_with_a_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import socket
+
+    from dashscope_embeddings import APIConnectionError, _transport
+
+    with socket.socket() as probe:  # a port nobody listens on once this closes
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    waits: list[float] = []
+
+    def record(cancel: object, delay: float) -> bool:
+        waits.append(delay)
+        return False
+
+    monkeypatch.setattr(_transport, "_wait", record)
+    caplog.set_level(logging.INFO, logger="dashscope_embeddings")
+    with DashScopeClient(
+        TEST_KEY, base_url=f"http://127.0.0.1:{port}/api/v1", max_retries=5
+    ) as client:
+        with pytest.raises(APIConnectionError, match=rf"127\.0\.0\.1:{port}"):
+            client.embed_texts(["hello"], model="text-embedding-v4")
+    assert len(waits) <= 2
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1
+    assert f"127.0.0.1:{port}" in warnings[0].getMessage()
+    assert "retrying in" in warnings[0].getMessage()
+    assert all(TEST_KEY not in r.getMessage() for r in caplog.records)

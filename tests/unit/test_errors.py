@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from dashscope_embeddings import (
@@ -13,8 +15,7 @@ from dashscope_embeddings import (
     RateLimitError,
     ServerError,
 )
-from dashscope_embeddings._errors import make_status_error
-from dashscope_embeddings._transport import parse_error
+from dashscope_embeddings._errors import make_status_error, parse_error
 
 
 @pytest.mark.parametrize(
@@ -92,3 +93,33 @@ def test_parse_native_and_compatible_error_bodies() -> None:
     )
     assert isinstance(raw, ServerError) and raw.request_id == "h1" and raw.retry_after == 2.0
     assert "bad gateway" in raw.message
+
+
+def test_every_error_the_batch_job_raises_is_in_the_one_tree() -> None:
+    from dashscope_embeddings import DashScopeError
+    from dashscope_embeddings.batch import (
+        BatchStateError,
+        IncompleteBatchError,
+        JobStatus,
+        WaitTimeoutError,
+    )
+
+    for cls in (BatchStateError, IncompleteBatchError, WaitTimeoutError):
+        assert issubclass(cls, DashScopeError), cls
+    timed_out = WaitTimeoutError("not finished after 5 s", JobStatus(()))
+    assert isinstance(timed_out, TimeoutError)  # what it always was
+    assert timed_out.status == JobStatus(())
+
+
+def test_a_batch_failure_is_a_failed_input_with_its_id() -> None:
+    from dashscope_embeddings import FailedInput
+    from dashscope_embeddings.batch import BatchFailure
+
+    failure = BatchFailure(
+        index=3, id="doc-3", code="InternalError", message="boom", custom_id="t0-3-3"
+    )
+    assert isinstance(failure, FailedInput)
+    assert str(failure) == "input 3 (id 'doc-3'): InternalError: boom"
+    assert [f.name for f in dataclasses.fields(FailedInput)] == [
+        f.name for f in dataclasses.fields(BatchFailure)
+    ][: len(dataclasses.fields(FailedInput))]

@@ -1,9 +1,13 @@
 """What a batch job does, written once for both I/O flavours.
 
-Every step that talks to the service is a generator that yields :class:`~._run.Call` objects
-(a method of ``client.files`` / ``client.batches``, or a pause) and receives their results;
-the sync and async jobs only differ in how they run a call (:mod:`._run`). State is saved
-after every answer that changes it, before the next request goes out.
+Every step that talks to the service is a generator that yields typed requests
+(:class:`~._run.Send`, or a :class:`~._run.Sleep`) and receives their results; the sync and
+async jobs only differ in how they run them (:mod:`._run`). State is saved after every answer
+that changes it, before the next request goes out.
+
+Nothing billed or stored is sent twice blindly: before an upload or a batch creation that may
+have reached the service is sent again (its answer lost, late, or the process stopped), the job
+looks for it at the service (its file by name and size, its batch by input file) and reuses it.
 """
 
 from __future__ import annotations
@@ -15,12 +19,18 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
-from dashscope_embeddings._errors import BadRequestError, InvalidInputError, NotFoundError
+from dashscope_embeddings._errors import (
+    APIError,
+    BadRequestError,
+    InvalidInputError,
+    NotFoundError,
+)
 from dashscope_embeddings._registry import ModelSpec, get_model_spec
+from dashscope_embeddings._retry import maybe_acted, retry_delay
 from dashscope_embeddings._tokens import TokenCounter
-from dashscope_embeddings.batch import _plan
+from dashscope_embeddings.batch import _plan, _run
 from dashscope_embeddings.batch._results import BatchResults, collect
-from dashscope_embeddings.batch._run import Call, Step
+from dashscope_embeddings.batch._run import Sleep, Step
 from dashscope_embeddings.batch._state import (
     BatchStateError,
     JobState,
@@ -30,6 +40,7 @@ from dashscope_embeddings.batch._state import (
 )
 from dashscope_embeddings.batch._status import JobStatus, WaitTimeoutError, part_status
 from dashscope_embeddings.resources.batches import BatchObject
+from dashscope_embeddings.resources.files import FileObject
 from dashscope_embeddings.resources.text import materialize
 
 __all__ = ["JobCore", "load"]
@@ -40,6 +51,7 @@ _POLL_GROWTH = 1.5
 _LIST_PAGE = 100
 _LIST_PAGES = 10  # look for an unrecorded batch among the newest 1,000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
+UPLOAD_ATTEMPTS = 4  # an upload whose answer was lost: looked for, then sent again, this often
 
 
 class JobCore:
@@ -194,9 +206,7 @@ class JobCore:
         """A batch over ``part``'s file that was created but not recorded (crash)."""
         after: str | None = None
         for _ in range(_LIST_PAGES):
-            page: list[BatchObject] = yield Call(
-                "batches", "list", kwargs={"limit": _LIST_PAGE, "after": after}
-            )
+            page: list[BatchObject] = yield _run.list_batches(limit=_LIST_PAGE, after=after)
             for batch in page:
                 if batch.input_file_id == part.file_id:
                     return batch
@@ -205,6 +215,41 @@ class JobCore:
             after = page[-1].id
         return None
 
+    def _find_file(self, name: str, size: int) -> Step[FileObject | None]:
+        """The job's own file ``name`` of ``size`` bytes, if the service stored it."""
+        stored: list[FileObject] = yield _run.list_files()
+        for item in stored:
+            if item.filename == name and item.bytes == size:
+                return item
+        return None
+
+    def _upload_step(self, part: Part) -> Step[FileObject]:
+        """Upload ``part``'s file once.
+
+        An upload may be stored even when its answer never arrives; the transport does not send
+        it again, and neither does the job before it has looked for the file at the service
+        (after a lost answer here, and on resume after a stop mid-upload).
+        """
+        data = self._part_bytes(part)
+        name = f"{self._state.job_id}-{part.name}.jsonl"
+        for attempt in range(UPLOAD_ATTEMPTS):
+            if part.upload_started:
+                found = yield from self._find_file(name, len(data))
+                if found is not None:
+                    return found
+            if not part.upload_started:
+                part.upload_started = True
+                self._save()
+            try:
+                uploaded: FileObject = yield _run.upload(data, name)
+                return uploaded
+            except APIError as exc:
+                delay = retry_delay(attempt)
+                if not maybe_acted(exc) or attempt + 1 >= UPLOAD_ATTEMPTS or delay is None:
+                    raise
+            yield Sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
+
     def submit_step(self) -> Step[None]:
         """Upload and create every part not created yet, saving after each answer."""
         state = self._state
@@ -212,12 +257,7 @@ class JobCore:
             if part.batch_id is not None or part.done:
                 continue
             if part.file_id is None:
-                uploaded = yield Call(
-                    "files",
-                    "upload",
-                    (self._part_bytes(part),),
-                    {"filename": f"{state.job_id}-{part.name}.jsonl", "purpose": "batch"},
-                )
+                uploaded = yield from self._upload_step(part)
                 part.file_id = uploaded.id
                 self._save()
             if part.create_started:
@@ -229,14 +269,10 @@ class JobCore:
             part.create_started = True
             self._save()
             name = state.metadata.get("ds_name") or f"dashscope-embeddings-{state.job_id}"
-            created = yield Call(
-                "batches",
-                "create",
-                (part.file_id,),
-                {
-                    "completion_window": state.completion_window,
-                    "metadata": {**state.metadata, "ds_name": f"{name}/{part.name}"},
-                },
+            created = yield _run.create_batch(
+                part.file_id,
+                completion_window=state.completion_window,
+                metadata={**state.metadata, "ds_name": f"{name}/{part.name}"},
             )
             self._record(part, created)
             self._save()
@@ -249,7 +285,7 @@ class JobCore:
             if part.batch_id is None or part.done:
                 continue
             try:
-                batch = yield Call("batches", "retrieve", (part.batch_id,))
+                batch = yield _run.retrieve_batch(part.batch_id)
             except NotFoundError as exc:
                 raise BatchStateError(
                     f"batch {part.batch_id} ({part.name} of {self._path}) is unknown to the "
@@ -271,7 +307,7 @@ class JobCore:
                     continue
                 path = self._download_path(part, file_id)
                 if not path.exists():
-                    content = yield Call("files", "content", (file_id,))
+                    content = yield _run.download(file_id)
                     write_atomic(path, content)
             if not part.downloaded:
                 part.downloaded = True
@@ -305,7 +341,7 @@ class JobCore:
                         status,
                     )
                 pause = min(delay, remaining)
-            yield Call("sleep", args=(pause,))
+            yield Sleep(pause)
             if poll_interval is None:
                 delay = min(delay * _POLL_GROWTH, MAX_POLL_S)
 
@@ -326,9 +362,9 @@ class JobCore:
                 self._save()
                 continue
             try:
-                batch = yield Call("batches", "cancel", (part.batch_id,))
+                batch = yield _run.cancel_batch(part.batch_id)
             except BadRequestError:  # it reached a final status meanwhile
-                batch = yield Call("batches", "retrieve", (part.batch_id,))
+                batch = yield _run.retrieve_batch(part.batch_id)
             self._record(part, batch)
             self._save()
         return self.snapshot()

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from dashscope_embeddings._errors import DashScopeError, ResponseValidationError
 from dashscope_embeddings._registry import ModelSpec
-from dashscope_embeddings._types import EmbeddingResult, Usage
+from dashscope_embeddings._types import EmbeddingResult, FailedInput, Usage
 from dashscope_embeddings._usage import usage_for
 from dashscope_embeddings.batch._plan import custom_id, parse_custom_id
 from dashscope_embeddings.batch._state import JobState, Part
@@ -28,34 +28,28 @@ if typing.TYPE_CHECKING:
 __all__ = ["BatchFailure", "BatchResults", "IncompleteBatchError", "collect"]
 
 
-@dataclass(frozen=True)
-class BatchFailure:
-    """Why one input has no vector.
+@dataclass(frozen=True, kw_only=True)
+class BatchFailure(FailedInput):
+    """Why one input of a batch job has no vector: a :class:`FailedInput` with its id.
 
     Attributes:
         index: The input's position in the texts given to ``submit``.
-        id: Its id (the one given to ``submit``, else ``str(index)``).
         code: The service's error code, e.g. ``InternalError``, ``batch_expired``,
             ``batch_cancelled``, or the batch's own error code when the whole batch failed.
         message: The service's message.
         status_code: HTTP status of the line's answer, where there was one.
         request_id: The service's request id of the line, where known.
+        id: Its id (the one given to ``submit``, else ``str(index)``).
         custom_id: The line that carried the input.
     """
 
-    index: int
     id: str
-    code: str | None
-    message: str
-    status_code: int | None = None
-    request_id: str | None = None
     custom_id: str | None = None
 
     def __str__(self) -> str:
-        status = f"HTTP {self.status_code} " if self.status_code else ""
-        code = f"{self.code}: " if self.code else ""
-        rid = f" (request_id={self.request_id})" if self.request_id else ""
-        return f"input {self.index} (id {self.id!r}): {status}{code}{self.message}{rid}"
+        return super().__str__().replace(
+            f"input {self.index}: ", f"input {self.index} (id {self.id!r}): ", 1
+        )
 
 
 class IncompleteBatchError(DashScopeError):
@@ -229,7 +223,13 @@ class _Outcomes:
             if self.vectors[i] is None:
                 self.pending.discard(i)
                 self.failed[i] = BatchFailure(
-                    i, ids[i], code, message, status_code, request_id, custom_id
+                    index=i,
+                    id=ids[i],
+                    code=code,
+                    message=message,
+                    status_code=status_code,
+                    request_id=request_id,
+                    custom_id=custom_id,
                 )
 
     def set_vectors(self, start: int, vectors: list[list[float]], request_id: str | None) -> None:

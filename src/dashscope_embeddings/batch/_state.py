@@ -45,6 +45,8 @@ class Part:
         attempt: 0 for the first submission, ``n`` for the ``n``-th ``resubmit_failed``.
         lines: The input range ``[start, stop)`` of each line, in file order.
         file_id: The uploaded input file, once the upload was answered.
+        upload_started: An upload was (perhaps) sent; before uploading again, look for the
+            file among the service's files (by name and size).
         batch_id: The batch, once its creation was answered.
         create_started: A create request was (perhaps) sent; before creating again, look for
             the batch among the service's batches.
@@ -62,6 +64,7 @@ class Part:
     attempt: int
     lines: list[tuple[int, int]]
     file_id: str | None = None
+    upload_started: bool = False
     batch_id: str | None = None
     create_started: bool = False
     status: str | None = None
@@ -89,6 +92,7 @@ class Part:
             "attempt": self.attempt,
             "lines": [[start, stop] for start, stop in self.lines],
             "file_id": self.file_id,
+            "upload_started": self.upload_started,
             "batch_id": self.batch_id,
             "create_started": self.create_started,
             "status": self.status,
@@ -113,6 +117,7 @@ class Part:
             attempt=int(raw["attempt"]),
             lines=lines,
             file_id=raw.get("file_id"),
+            upload_started=bool(raw.get("upload_started")),
             batch_id=raw.get("batch_id"),
             create_started=bool(raw.get("create_started")),
             status=raw.get("status"),

@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from dashscope_embeddings._errors import DashScopeError
 from dashscope_embeddings.batch._state import TERMINAL, Part
 
 __all__ = ["JobStatus", "PartStatus", "WaitTimeoutError", "part_status"]
 
 
-class WaitTimeoutError(TimeoutError):
-    """``wait(timeout=...)`` ran out; the job goes on, and ``status`` is where it stood."""
+class WaitTimeoutError(DashScopeError, TimeoutError):
+    """``wait(timeout=...)`` ran out; the job goes on, and ``status`` is where it stood.
+
+    A :class:`~dashscope_embeddings.DashScopeError` (not an ``APIError``: every request was
+    answered, the batches are just not finished) and, as ever, a ``TimeoutError``.
+    """
 
     def __init__(self, message: str, status: JobStatus) -> None:
         super().__init__(message)

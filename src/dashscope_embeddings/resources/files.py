@@ -1,6 +1,7 @@
 """The OpenAI-compatible file endpoints, used by the Batch API: requests and parsing.
 
-``POST {compatible}/files`` (multipart ``file`` + ``purpose``), ``GET /files/{id}``,
+``POST {compatible}/files`` (multipart ``file`` + ``purpose``), ``GET /files`` (list),
+``GET /files/{id}``,
 ``GET /files/{id}/content`` (raw bytes), ``DELETE /files/{id}``. Reference:
 https://www.alibabacloud.com/help/en/model-studio/batch-inference
 """
@@ -52,12 +53,18 @@ def _url(endpoints: Endpoints, *parts: str) -> str:
 def upload_request(
     endpoints: Endpoints, content: bytes, *, filename: str, purpose: str = "batch"
 ) -> APIRequest:
-    """Upload ``content`` as ``filename`` (multipart)."""
+    """Upload ``content`` as ``filename`` (multipart).
+
+    Not idempotent: an upload the service may have stored (its answer lost or late) is never
+    sent again blindly, which would leave an orphan copy; the caller looks for it first
+    (``files.list()``, by name and size), as a batch job does.
+    """
     return APIRequest(
         "POST",
         _url(endpoints),
         files={"file": (filename, content, "application/jsonl")},
         data={"purpose": purpose},
+        idempotent=False,
         label=f"upload {filename} ({len(content):,} bytes)",
     )
 
