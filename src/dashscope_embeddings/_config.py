@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import typing
 import warnings
@@ -26,11 +27,11 @@ __all__ = [
     "Endpoints",
     "check_transport_security",
     "checked_endpoints",
+    "is_loopback",
     "resolve_api_key",
     "resolve_endpoints",
 ]
 
-_LOOPBACK_NAMES = frozenset({"localhost", "::1"})
 
 
 @dataclass(frozen=True)
@@ -132,9 +133,15 @@ def resolve_endpoints(
     )
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
     host = host.strip("[]").lower()
-    return host in _LOOPBACK_NAMES or host.startswith("127.")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_transport_security(endpoints: Endpoints, *, allow_insecure_http: bool) -> None:
@@ -147,7 +154,7 @@ def check_transport_security(endpoints: Endpoints, *, allow_insecure_http: bool)
         ConfigurationError: Naming the URL and the option that allows it.
     """
     url = httpx.URL(endpoints.native_base)
-    if url.scheme == "http" and not _is_loopback(url.host) and not allow_insecure_http:
+    if url.scheme == "http" and not is_loopback(url.host) and not allow_insecure_http:
         raise ConfigurationError(
             f"base URL {endpoints.native_base} is plain http:// to another machine: the API key "
             "would cross the network unencrypted. Use https://, or pass "

@@ -23,12 +23,12 @@ call draw on a :class:`RetryBudget`.
 from __future__ import annotations
 
 import email.utils
-import ipaddress
 import random
 import threading
 import time
 import typing
 
+from dashscope_embeddings._config import is_loopback
 from dashscope_embeddings._constants import (
     INITIAL_RETRY_DELAY_S,
     MAX_RETRY_AFTER_S,
@@ -63,17 +63,6 @@ RETRY_STATUSES = frozenset({408, 409, 429, 500, 502, 503, 504})
 
 # Connection refused by this machine is no network blip: give up after this many retries.
 LOOPBACK_REFUSED_RETRIES = 2
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine (``localhost``, ``127.0.0.0/8``, ``::1``)."""
-    host = host.strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def maybe_acted(error: APIError) -> bool:

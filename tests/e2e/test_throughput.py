@@ -131,7 +131,7 @@ def test_rpm_budget_holds_at_the_emulator(monkeypatch: pytest.MonkeyPatch) -> No
         time.sleep(min(delay, 0.05))
         return False
 
-    monkeypatch.setattr("dashscope_embeddings._transport._pace", pace)
+    monkeypatch.setattr("dashscope_embeddings._transport._wait", pace)
     monkeypatch.setattr(
         "dashscope_embeddings._client.RateWindow",
         lambda per_minute: RateWindow(per_minute, window_s=0.32),
