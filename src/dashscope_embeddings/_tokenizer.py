@@ -105,7 +105,7 @@ class ExactCounter:
             offsets.append(position)
         return offsets
 
-    def split(self, text: str, limit: int) -> list[str]:
+    def split(self, text: str, limit: int, *, first_only: bool = False) -> list[str]:
         """``text`` cut into consecutive pieces of at most ``limit`` tokens each.
 
         The pieces join back to ``text``. Each is re-counted once and, in the rare case that
@@ -134,6 +134,8 @@ class ExactCounter:
                     break
                 last = max(first, last - excess)
             pieces.append(text[start:end])
+            if first_only:
+                break
             start = end
             while first < len(ids) and offsets[first] <= start:
                 first += 1
@@ -141,7 +143,7 @@ class ExactCounter:
 
     def prefix(self, text: str, limit: int) -> str:
         """The longest token-boundary prefix of ``text`` within ``limit`` tokens."""
-        return self.split(text, limit)[0]
+        return self.split(text, limit, first_only=True)[0]
 
 
 @functools.lru_cache(maxsize=1)
