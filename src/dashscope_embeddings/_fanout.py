@@ -10,7 +10,10 @@ What happens when a request fails for good (its retries spent):
 * The service rejected its input (HTTP 400, content inspection): the request is split in two
   and each half sent again, down to the one unit at fault, which is recorded as failed; every
   other unit is embedded. If more than ``max(10, units / 10)`` units fail this way, the
-  options rather than the inputs are at fault: the call stops.
+  options rather than the inputs are at fault: the call stops. A unit the service found too
+  long (``InvalidParameter`` about the input length) is first offered to the plan's
+  ``recut`` (``long_text`` truncate / chunk: cut shorter and sent again, one retry of the
+  budget each); only if that declines is it recorded as failed, with the service's message.
 * Anything else (authentication, an unknown model, the service still failing once the retry
   budget is spent): the call stops at once — queued requests never start, running ones stop
   before their next attempt or backoff wait — and that error is raised, carrying what the
@@ -40,6 +43,7 @@ __all__ = [
     "CallPlan",
     "Job",
     "UnitOutput",
+    "is_length_rejection",
     "run_call_async",
     "run_call_sync",
 ]
@@ -96,6 +100,18 @@ class CallOutcome:
     retries: int = 0
 
 
+def is_length_rejection(error: BaseException) -> bool:
+    """Whether the service refused a request because an input is too long.
+
+    HTTP 400 ``InvalidParameter`` whose message is about the input length ("Range of input
+    length should be [1, 8192]"): the code alone does not tell it from other bad parameters.
+    """
+    if not isinstance(error, BadRequestError) or getattr(error, "code", None) != "InvalidParameter":
+        return False
+    message = str(getattr(error, "message", "") or error).lower()
+    return "length" in message or "too long" in message
+
+
 def _rejects_input(error: BaseException) -> bool:
     """Whether the service refused the request for what it carries (so a part may pass)."""
     return isinstance(error, BadRequestError)
@@ -128,6 +144,12 @@ class _CallState:
         if len(job.units) > 1:
             half = len(job.units) // 2
             return [self.plan.build(job.units[:half]), self.plan.build(job.units[half:])]
+        recut = getattr(self.plan, "recut", None)
+        if recut is not None and is_length_rejection(result) and self.budget.take():
+            follow = recut(job.units[0], result)
+            if follow is not None:
+                self.outcome.retries += 1
+                return [follow]
         self.outcome.failures[job.units[0]] = result
         if self.progress is not None:
             self.progress(job.units)

@@ -13,16 +13,22 @@ caller's index.
 
 from __future__ import annotations
 
+import re
 import typing
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from dashscope_embeddings._config import Endpoints
 from dashscope_embeddings._constants import COMPATIBLE_EMBEDDINGS_PATH, TEXT_EMBEDDING_PATH
-from dashscope_embeddings._errors import InvalidInputError
-from dashscope_embeddings._fanout import Job, UnitOutput
+from dashscope_embeddings._errors import APIError, InvalidInputError
+from dashscope_embeddings._fanout import Job, UnitOutput, is_length_rejection
 from dashscope_embeddings._registry import MODELS, ModelSpec
-from dashscope_embeddings._tokens import TokenCounter, estimate_tokens
+from dashscope_embeddings._tokens import (
+    TokenCounter,
+    lower_bound,
+    upper_bound,
+    upper_bound_split,
+)
 from dashscope_embeddings._transport import Answer, APIRequest
 from dashscope_embeddings._types import (
     OutputType,
@@ -44,7 +50,9 @@ from dashscope_embeddings.resources._common import (
 )
 
 __all__ = [
+    "MAX_TEXT_CHARS",
     "LongText",
+    "TokenCounting",
     "RequestOutput",
     "TextCall",
     "check_options",
@@ -74,11 +82,90 @@ class RequestOutput:
 
 LongText = typing.Literal["error", "truncate", "chunk"]
 """What to do with a text over the model's token limit: ``error`` (refuse it before sending,
-naming its index), ``truncate`` (cut it to the limit, conservatively, by the estimate) or
-``chunk`` (split it, embed the pieces, and return their token-weighted mean, re-normalised)."""
+naming its index), ``truncate`` (cut it to the limit) or ``chunk`` (split it, embed the
+pieces, and return their token-weighted mean, re-normalised). Cuts are exact with the
+``tokenizer`` extra (or a ``token_counter``), else by an upper bound of the count."""
 
-# Truncated texts and chunks aim below the limit: the estimate is not the service's count.
-_LONG_TEXT_MARGIN = 0.9
+MAX_TEXT_CHARS = 1_000_000
+"""A longer text is refused in every ``long_text`` mode: split it before embedding."""
+
+_MAX_RECUTS = 3
+"""How many times one text the service found too long is cut shorter and sent again."""
+_BLANK_RE = re.compile(
+    r"[\s\x00-\x1f\x7f-\x9f\u00ad\u200b-\u200f\u2028-\u202f\u2060-\u206f\ufeff]*"
+)
+_REPORTED_RE = re.compile(r"(\d+)\s*tokens|length\s*(?:is|of|=|:)?\s*(\d+)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class TokenCounting:
+    """How a call counts tokens: exactly, or by bounds.
+
+    ``refuse`` counts for the per-text limit check (exact, or a lower bound: refuse only what
+    is surely over); ``cut`` counts for cutting, packing and the ``tpm`` budget (exact, or an
+    upper bound: never overfill); ``split`` cuts a text into pieces within a token count.
+    """
+
+    refuse: TokenCounter
+    cut: TokenCounter
+    split: Callable[[str, int], list[str]]
+    how: str
+    """``"counted with the Qwen tokenizer"``, ``"by the given token_counter"`` or ``""``."""
+
+    @property
+    def exact(self) -> bool:
+        """Whether counts are exact (not bounds)."""
+        return bool(self.how)
+
+
+def _split_by(count: TokenCounter) -> Callable[[str, int], list[str]]:
+    """A splitter for any counter: the longest prefix within the limit, by binary search."""
+
+    def split(text: str, limit: int) -> list[str]:
+        pieces: list[str] = []
+        rest = text
+        while rest:
+            if count(rest) <= limit:
+                pieces.append(rest)
+                break
+            low, high = 1, len(rest)
+            while low < high:
+                mid = (low + high + 1) // 2
+                if count(rest[:mid]) <= limit:
+                    low = mid
+                else:
+                    high = mid - 1
+            pieces.append(rest[:low])
+            rest = rest[low:]
+        return pieces
+
+    return split
+
+
+def token_counting(token_counter: TokenCounter | None = None) -> TokenCounting:
+    """The counting a call uses: ``token_counter``, else the Qwen tokenizer, else bounds.
+
+    The Qwen tokenizer is used when the ``tokenizer`` extra is installed (loaded on first use).
+    """
+    if token_counter is not None:
+        return TokenCounting(
+            token_counter, token_counter, _split_by(token_counter), "by the given token_counter"
+        )
+    from dashscope_embeddings import _tokenizer
+
+    exact = _tokenizer.exact_counter()
+    if exact is not None:
+        return TokenCounting(exact, exact, exact.split, "counted with the Qwen tokenizer")
+    return TokenCounting(lower_bound, upper_bound, upper_bound_split, "")
+
+
+def count_for_estimate(texts: Iterable[str]) -> tuple[int, bool]:
+    """Tokens of ``texts`` and whether the count is exact (else an upper bound: "at most").
+
+    For cost estimates such as the CLI's dry run.
+    """
+    counting = token_counting()
+    return sum(counting.cut(t) for t in texts), counting.exact
 
 
 @dataclass
@@ -102,6 +189,10 @@ class TextCall:
     units: list[str]
     refs: list[list[tuple[int, float]]]
     jobs: list[Job] = field(default_factory=list)
+    long_text: LongText = "error"
+    split: Callable[[str, int], list[str]] | None = None
+    counter: TokenCounter | None = None
+    recuts: dict[int, int] = field(default_factory=dict)
 
     @property
     def unit_count(self) -> int:
@@ -139,6 +230,48 @@ class TextCall:
             label=label,
         )
         return Job(request, tuple(units))
+
+    def recut(self, unit: int, error: APIError) -> Job | None:
+        """Cut a unit the service found too long shorter; the request to send it again.
+
+        Only with ``long_text`` truncate or chunk, at most a few times per unit. The new length
+        is the old one times the limit over the count the service reported, or half. With
+        ``truncate`` the unit becomes the shorter text; with ``chunk`` the rest of it becomes
+        new units, weighted into the same inputs. ``None`` when it cannot be cut.
+        """
+        if self.long_text == "error" or self.split is None or not is_length_rejection(error):
+            return None
+        tries = self.recuts.get(unit, 0)
+        if tries >= _MAX_RECUTS:
+            return None
+        self.recuts[unit] = tries + 1
+        count = self.counter or upper_bound
+        text = self.units[unit]
+        tokens = count(text)
+        limit = self.spec.max_tokens_per_input
+        reported = _reported_count(str(error))
+        if reported and reported > limit:
+            target = int(tokens * limit / reported * 0.98)
+        else:
+            target = tokens // 2
+        pieces = self.split(text, max(1, target))
+        if len(pieces) < 2:
+            return None
+        self.units[unit] = pieces[0]
+        if self.long_text == "truncate":
+            return self.build([unit])
+        new = list(range(len(self.units), len(self.units) + len(pieces) - 1))
+        self.units.extend(pieces[1:])
+        weights = [float(max(1, count(p))) for p in pieces]
+        total = sum(weights)
+        for parts in self.refs:
+            for position, (u, weight) in enumerate(parts):
+                if u == unit:
+                    parts[position : position + 1] = [
+                        (v, weight * w / total) for v, w in zip([unit, *new], weights, strict=True)
+                    ]
+                    break
+        return self.build([unit, *new])
 
     def parser(self, job: Job) -> Callable[[Answer], UnitOutput]:
         """The parser of one request's answer."""
@@ -192,32 +325,50 @@ def materialize(texts: Iterable[str]) -> Sequence[str]:
     return list(texts)
 
 
+def _reported_count(message: str) -> int | None:
+    """The token count a length rejection reports, if its message carries one."""
+    match = _REPORTED_RE.search(message)
+    if match is None:
+        return None
+    return int(match.group(1) or match.group(2))
+
+
 def check_texts(
     texts: Sequence[str],
     spec: ModelSpec,
     *,
     token_counter: TokenCounter | None = None,
     long_ok: bool = False,
+    counting: TokenCounting | None = None,
 ) -> None:
     """Refuse what the service would refuse, before anything is sent.
 
-    Non-strings, empty or blank texts, texts over the token limit, and text that cannot be sent
-    as UTF-8 (a lone surrogate).
+    Non-strings, texts that are empty or only whitespace / control characters, text that cannot
+    be sent as UTF-8 (a lone surrogate), texts over :data:`MAX_TEXT_CHARS`, and (unless
+    ``long_ok``) texts over the token limit: counted exactly with the ``tokenizer`` extra or a
+    ``token_counter``, else refused only when a lower bound of the count is over. Each check is
+    linear in the text's length.
 
     Raises:
         InvalidInputError: Naming the first offending input's index.
     """
-    count = token_counter or estimate_tokens
     limit = spec.max_tokens_per_input
     for index, text in enumerate(texts):
         if not isinstance(text, str):
             raise InvalidInputError(
                 f"input {index} is a {type(text).__name__}, not a str", index=index
             )
-        if not text or text.isspace():
+        if len(text) > MAX_TEXT_CHARS:
             raise InvalidInputError(
-                f"input {index} is {'empty' if not text else 'only whitespace'}; the service "
-                "rejects empty texts",
+                f"input {index} has {len(text):,} characters, over the {MAX_TEXT_CHARS:,} this "
+                "client sends or cuts as one text; split it before embedding",
+                index=index,
+            )
+        if _BLANK_RE.fullmatch(text):
+            raise InvalidInputError(
+                f"input {index} is "
+                f"{'empty' if not text else 'only whitespace or control characters'}; the "
+                "service rejects empty texts",
                 index=index,
             )
         if not text.isascii():
@@ -230,18 +381,31 @@ def check_texts(
                     "wrong codec",
                     index=index,
                 ) from None
-        # The built-in estimate never exceeds the character count, so only texts longer than
-        # the limit need counting; a user's counter is always asked.
-        if not long_ok and (token_counter is not None or len(text) > limit):
-            tokens = count(text)
-            if tokens > limit:
-                how = "by the given token_counter" if token_counter else "estimated"
-                raise InvalidInputError(
-                    f"input {index} has about {tokens} tokens ({how}), over {spec.name}'s "
-                    f"limit of {limit} per text; the service rejects it rather than "
-                    "truncating: split it, or pass long_text='truncate' or 'chunk'",
-                    index=index,
-                )
+        if long_ok:
+            continue
+        # A token holds at least one UTF-8 byte (at most 4 per character); the lower bound is
+        # never over the character count: only longer texts need counting.
+        if counting is None:
+            counting = token_counting(token_counter)
+        if counting.how == "by the given token_counter":
+            over = counting.refuse(text) > limit
+        elif counting.exact:
+            over = len(text) * 4 > limit and len(text.encode("utf-8")) > limit
+        else:
+            over = len(text) > limit
+        if not over:
+            continue
+        tokens = counting.refuse(text)
+        if tokens > limit:
+            amount = f"{tokens} tokens ({counting.how})" if counting.exact else (
+                f"at least {tokens} tokens (estimated)"
+            )
+            raise InvalidInputError(
+                f"input {index} has {amount}, over {spec.name}'s limit of {limit} per text; "
+                "the service rejects it rather than truncating: split it, or pass "
+                "long_text='truncate' or 'chunk'",
+                index=index,
+            )
 
 
 def _models_with(feature: Callable[[ModelSpec], bool]) -> str:
@@ -405,31 +569,6 @@ def compatible_body(
     return body
 
 
-def _fit(text: str, limit: int, count: TokenCounter) -> str:
-    """``text`` cut (by characters, conservatively) until its count is within ``limit``."""
-    target = int(limit * _LONG_TEXT_MARGIN)
-    while True:
-        tokens = count(text)
-        if tokens <= target or len(text) <= 1:
-            return text
-        text = text[: max(1, int(len(text) * target / tokens * 0.95))]
-
-
-def _pieces(text: str, limit: int, count: TokenCounter) -> list[str]:
-    """``text`` split into consecutive pieces each within ``limit`` tokens."""
-    pieces: list[str] = []
-    rest = text
-    while rest:
-        piece = _fit(rest, limit, count)
-        if len(piece) < len(rest):  # end the piece at a word boundary where there is one
-            cut = piece.rfind(" ")
-            if cut > len(piece) // 2:
-                piece = piece[: cut + 1]
-        pieces.append(piece)
-        rest = rest[len(piece) :]
-    return [p for p in pieces if p.strip()] or [text[:1]]
-
-
 def plan_text_call(
     texts: Sequence[str],
     *,
@@ -464,32 +603,43 @@ def plan_text_call(
         raise InvalidInputError(
             f"long_text must be 'error', 'truncate' or 'chunk', got {long_text!r}"
         )
-    check_texts(texts, spec, token_counter=token_counter, long_ok=long_text != "error")
-    count = token_counter or estimate_tokens
+    counting = token_counting(token_counter)
+    check_texts(texts, spec, long_ok=long_text != "error", counting=counting)
     limit = spec.max_tokens_per_input
     units: list[str] = []
     seen: dict[str, int] = {}
     refs: list[list[tuple[int, float]]] = []
+    known: dict[str, int] = {}  # unit text -> its count, where already counted
 
-    def unit(text: str) -> int:
+    def unit(text: str, tokens: int | None = None) -> int:
         index = seen.get(text)
         if index is None:
             index = seen[text] = len(units)
             units.append(text)
+        if tokens is not None:
+            known[text] = tokens
         return index
 
     for text in texts:
-        if long_text != "error" and len(text) > limit * _LONG_TEXT_MARGIN and count(text) > (
-            limit * _LONG_TEXT_MARGIN
-        ):
+        # the cut count is at most 4 per character (bytes): shorter texts surely fit
+        if long_text != "error" and len(text) * 4 > limit and counting.cut(text) > limit:
+            pieces = counting.split(text, limit)
             if long_text == "truncate":
-                refs.append([(unit(_fit(text, limit, count)), 1.0)])
+                refs.append([(unit(pieces[0]), 1.0)])
             else:
+                counts = [counting.cut(p) for p in pieces]
                 refs.append(
-                    [(unit(p), float(max(1, count(p)))) for p in _pieces(text, limit, count)]
+                    [(unit(p, n), float(max(1, n))) for p, n in zip(pieces, counts, strict=True)]
                 )
         else:
             refs.append([(unit(text), 1.0)])
+
+    def count(text: str) -> int:
+        tokens = known.get(text)
+        if tokens is None:
+            tokens = known[text] = counting.cut(text)
+        return tokens
+
     call = TextCall(
         spec=spec,
         endpoints=endpoints,
@@ -502,6 +652,9 @@ def plan_text_call(
         count_tokens=count if with_tokens else None,
         units=units,
         refs=refs,
+        long_text=long_text,
+        split=counting.split,
+        counter=count,
     )
     if spec.max_tokens_per_request is not None:
         ranges = pack_by_tokens(
