@@ -23,7 +23,7 @@ import pyarrow as pa  # type: ignore[import-untyped]
 import pyarrow.parquet as pq  # type: ignore[import-untyped]
 import pytest
 
-from dashscope_embeddings import DashScopeClient, estimate_tokens, list_models
+from dashscope_embeddings import DashScopeClient, _tokenizer, list_models
 from dashscope_embeddings.batch import BatchJob, fingerprint
 from dashscope_embeddings.cli import main
 from dashscope_embeddings.emulator import Emulator
@@ -155,7 +155,9 @@ def test_dry_run_counts_and_prices_and_sends_nothing(
     texts = texts_of(57)
     source = tmp_path / "c.txt"
     write_input(source, texts, [])
-    tokens = sum(estimate_tokens(t) for t in texts)
+    counter = _tokenizer.exact_counter()
+    assert counter is not None, "the [tokenizer] extra is part of the test install"
+    tokens = sum(counter(t) for t in texts)
     emu.clear_requests()
     for extra, price, mode in (
         ([], 0.0005, "real-time: 6 requests of up to 10 texts"),
@@ -171,10 +173,32 @@ def test_dry_run_counts_and_prices_and_sends_nothing(
         out = capsys.readouterr().out
         assert code == 0
         assert "57 texts from c.txt" in out and mode in out
-        assert f"estimated tokens: {tokens:,}" in out
+        assert f"tokens:           {tokens:,} (counted with the Qwen tokenizer)" in out
         assert f"CNY {tokens * price / 1000:.6g}" in out
     assert emu.requests == [] and emu.batch.counters.uploads == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.txt"]
+
+
+def test_dry_run_without_the_tokenizer_says_estimated_at_most(
+    emulator_env: object,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(_tokenizer, "exact_counter", lambda: None)
+    texts = texts_of(20)
+    source = tmp_path / "c.txt"
+    write_input(source, texts, [])
+    counter = _tokenizer.service_counter()
+    assert counter is not None
+    exact = sum(counter(t) for t in texts)
+    code = main(["embed", str(source), "-m", MODEL, "-o", str(tmp_path / "o.npy"), "--dry-run"])
+    out = capsys.readouterr().out
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("tokens:"))
+    assert "estimated, at most" in line
+    at_most = int(line.split("at most ")[1].split()[0].replace(",", ""))
+    assert at_most >= exact  # an upper bound, never below the real count
 
 
 def one_line_error(capsys: pytest.CaptureFixture[str]) -> str:

@@ -20,7 +20,6 @@ from dashscope_embeddings._config import resolve_endpoints
 from dashscope_embeddings._constants import API_KEY_ENV
 from dashscope_embeddings._errors import InvalidInputError
 from dashscope_embeddings._registry import ModelSpec, get_model_spec
-from dashscope_embeddings._tokens import estimate_tokens
 from dashscope_embeddings._types import TextType, Usage
 from dashscope_embeddings._usage import usage_for
 from dashscope_embeddings.batch import BatchJob, BatchResults, JobStatus, _plan, fingerprint
@@ -232,7 +231,7 @@ def _check(corpus: Corpus, spec: ModelSpec, args: argparse.Namespace) -> None:
 
 def _dry_run(corpus: Corpus, spec: ModelSpec, args: argparse.Namespace) -> int:
     endpoints = resolve_endpoints(region=args.region, base_url=args.base_url)
-    tokens = sum(estimate_tokens(t) for t in corpus.texts)
+    tokens, exact = text.count_for_estimate(corpus.texts)
     count = len(corpus.texts)
     if args.batch_api:
         lines = _plan.plan_lines([(0, count)], spec.max_batch_size)
@@ -259,8 +258,15 @@ def _dry_run(corpus: Corpus, spec: ModelSpec, args: argparse.Namespace) -> int:
     _say(f"inputs:           {count:,} texts from {corpus.source}")
     _say(f"model:            {spec.name}" + (f", dimension {dim}" if dim else ""))
     _say(f"mode:             {mode}")
-    _say(f"estimated tokens: {tokens:,} (tokenizer-free estimate)")
-    _say(f"estimated cost:   {_money(usage)} at the {rate} ({endpoints.region} list price)")
+    if exact:
+        _say(f"tokens:           {tokens:,} (counted with the Qwen tokenizer)")
+        _say(f"cost:             {_money(usage)} at the {rate} ({endpoints.region} list price)")
+    else:
+        _say(f"tokens:           estimated, at most {tokens:,} (install [tokenizer] to count)")
+        _say(
+            f"cost:             estimated, at most {_money(usage)} at the {rate} "
+            f"({endpoints.region} list price)"
+        )
     _say("dry run: nothing was sent")
     return 0
 
