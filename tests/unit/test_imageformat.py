@@ -110,5 +110,18 @@ def test_the_mime_type_of_every_format() -> None:
     assert _imageformat.MIME_TYPES["BMP"] == "image/bmp"
     assert _imageformat.MIME_TYPES["DIB"] == "image/bmp"
     assert _imageformat.MIME_TYPES["JPEG"] == "image/jpeg"
-    named = {"PNG", "JPEG", "BMP", "DIB", "GIF", "WEBP", "TIFF", "ICO", "ICNS", "SGI", "HEIC", "AVIF"}
+    named = {
+        "PNG",
+        "JPEG",
+        "BMP",
+        "DIB",
+        "GIF",
+        "WEBP",
+        "TIFF",
+        "ICO",
+        "ICNS",
+        "SGI",
+        "HEIC",
+        "AVIF",
+    }
     assert set(_imageformat.MIME_TYPES) == named
