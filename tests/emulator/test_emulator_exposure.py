@@ -71,7 +71,7 @@ def test_the_command_refuses_a_public_host_without_a_key(
     def never(*args: object, **kwargs: object) -> None:
         raise AssertionError("the emulator was started")
 
-    monkeypatch.setattr(cli.Emulator, "start", never)
+    monkeypatch.setattr(Emulator, "start", never)
     with pytest.raises(SystemExit) as info:
         cli.main(["--host", "0.0.0.0", "--port", "0"])
     assert info.value.code == 2
