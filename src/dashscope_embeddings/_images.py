@@ -1,10 +1,11 @@
 """Reading image sources for the multimodal endpoint: sniffing, size bounds, data URIs, URLs.
 
 A local image (path, bytes, binary file object, PIL image) becomes a ``data:`` URI of its exact
-bytes, the MIME type sniffed from the magic bytes; a path is read only when it is a regular file
-within the size bound, checked before reading. ``http(s)`` URLs and ``data:`` URIs pass as given
-(a data URI is decoded to check it); every other scheme is refused. Pillow is never imported:
-an object is taken for a PIL image only when ``PIL.Image`` is loaded already.
+bytes, the MIME type sniffed from its headers (:mod:`._imageformat`: bytes that are no image,
+such as a text starting with ``BM``, are refused, nothing sent); a path is read only when it is
+a regular file within the size bound, checked before reading. ``http(s)`` URLs and ``data:``
+URIs pass as given (a data URI is decoded to check it); every other scheme is refused. Pillow
+is never imported: an object is taken for a PIL image only when ``PIL.Image`` is loaded already.
 """
 
 from __future__ import annotations
@@ -15,12 +16,13 @@ import io
 import os
 import re
 import stat
-import struct
 import sys
 import typing
 from dataclasses import dataclass
 
 from dashscope_embeddings._errors import InvalidInputError
+from dashscope_embeddings._imageformat import MIME_TYPES
+from dashscope_embeddings._imageformat import sniff as sniff_image
 
 __all__ = [
     "SupportsPILSave",
@@ -58,57 +60,8 @@ def describe(source: object) -> str:
     return f"<{type(source).__name__}>"
 
 
-_MIME = {
-    "PNG": "image/png",
-    "JPEG": "image/jpeg",
-    "BMP": "image/bmp",
-    "DIB": "image/bmp",
-    "GIF": "image/gif",
-    "WEBP": "image/webp",
-    "TIFF": "image/tiff",
-    "ICO": "image/x-icon",
-    "ICNS": "image/icns",
-    "SGI": "image/sgi",
-    "HEIC": "image/heic",
-    "AVIF": "image/avif",
-}
-_DIB_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
 _DATA_URI = re.compile(r"^data:(image/[A-Za-z0-9.+\-]+)((?:;[^,;]*)*);base64,", re.IGNORECASE)
-
-
-def sniff_image(data: bytes) -> str | None:
-    """The image format the magic bytes announce (``PNG``, ``JPEG``...), or ``None``.
-
-    >>> sniff_image(bytes.fromhex("89504e470d0a1a0a") + bytes(8))
-    'PNG'
-    """
-    head = data[:16]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"BM"):
-        return "BMP"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "GIF"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "TIFF"
-    if head.startswith(b"\x00\x00\x01\x00"):
-        return "ICO"
-    if head.startswith(b"icns"):
-        return "ICNS"
-    if head.startswith(b"\x01\xda"):
-        return "SGI"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
-        return "AVIF"
-    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"mif1", b"msf1"):
-        return "HEIC"
-    if len(head) >= 4 and struct.unpack("<I", head[:4])[0] in _DIB_HEADER_SIZES:
-        return "DIB"  # a bitmap without its 14-byte file header
-    return None
 
 
 @dataclass(frozen=True)
@@ -153,7 +106,7 @@ def _encode(data: bytes, where: str, index: int, *, max_bytes: int, model: str) 
             index=index,
         )
     encoded = base64.b64encode(data).decode("ascii")
-    return WireImage(f"data:{_MIME[found]};base64,{encoded}", found, len(data))
+    return WireImage(f"data:{MIME_TYPES[found]};base64,{encoded}", found, len(data))
 
 
 def _read_path(path: str, where: str, index: int, *, max_bytes: int, model: str) -> WireImage:

@@ -265,6 +265,28 @@ def test_bad_images_are_refused_before_sending(
     assert str(error).startswith("input 2") and message in str(error)
 
 
+SECRET_TEXT = b"BMdb_password=hunter2\nsmtp_user=admin\n"
+
+
+@pytest.mark.parametrize("as_path", [True, False], ids=["file", "bytes"])
+def test_a_text_starting_with_bm_is_not_taken_for_a_bitmap(
+    client: DashScopeClient, emulator: Emulator, tmp_path: pathlib.Path, as_path: bool
+) -> None:
+    path = tmp_path / "settings.bmp"
+    path.write_bytes(SECRET_TEXT)
+    source: object = path if as_path else SECRET_TEXT
+    error = refused(client, emulator, ["fine", Image(source)], model=PLUS)  # type: ignore[arg-type]
+    assert error.index == 1 and "not an image" in str(error)
+    assert "hunter2" not in str(error)
+    assert emulator.requests == []
+
+
+def test_a_bitmap_with_a_valid_header_is_sent(client: DashScopeClient, emulator: Emulator) -> None:
+    assert len(embed(client, [Image(bmp(3, 2))], model=PLUS).embeddings) == 1
+    (sent,) = contents(emulator)
+    assert sent[0]["image"].startswith("data:image/bmp;base64,")
+
+
 def test_too_big_a_file_is_never_read(
     client: DashScopeClient,
     emulator: Emulator,

@@ -679,11 +679,11 @@ def test_task_failures_cancel_unknown_and_list(emu: Emulator, native: httpx.Clie
 
 
 def test_task_create_validation(emu: Emulator) -> None:
-    from dashscope_embeddings.emulator._app import ApiError
+    from dashscope_embeddings.emulator._errors import ServiceError
 
-    with pytest.raises(ApiError, match=r"input\.url"):
+    with pytest.raises(ServiceError, match=r"input\.url"):
         emu.batch.create_task({"model": ASYNC_V2.name, "input": {}})
-    with pytest.raises(ApiError, match="text_type"):
+    with pytest.raises(ServiceError, match="text_type"):
         emu.batch.create_task(task_body("mem://x", text_type="poem"))
     with pytest.raises(ValueError, match="not an asynchronous task model"):
         emu.batch.create_task(task_body("mem://x") | {"model": V4.name})

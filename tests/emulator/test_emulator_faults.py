@@ -22,7 +22,7 @@ import pytest
 from dashscope_embeddings._registry import MODELS
 from dashscope_embeddings.emulator import Emulator, EmulatorStats, _lexical
 from dashscope_embeddings.emulator.__main__ import _parser, _settings_line
-from dashscope_embeddings.emulator._app import render_json
+from dashscope_embeddings.emulator._responses import render_json
 from tests.emulator.test_emulator import assert_compatible_error, assert_native_error, embed
 
 KEY = "fault-key"

@@ -7,6 +7,7 @@ images are tiny PNG / JPEG / BMP / GIF / WEBP files written byte by byte here.
 from __future__ import annotations
 
 import math
+import struct
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -379,6 +380,31 @@ def test_accepted_image_data(emu: Emulator, client: httpx.Client, spec: ModelSpe
 )
 def test_bad_images_on_tongyi(emu: Emulator, client: httpx.Client, image: str, words: str) -> None:
     assert words in error(post(client, emu, body(PLUS, [{"image": image}])), 400)
+
+
+def _bitmap(bits: int = 24, dib_size: int = 40, declared: int | None = None) -> bytes:
+    pixels = b"\x7f" * 16
+    head = struct.pack("<IiiHH", dib_size, 2, 2, 1, bits)
+    dib = head + bytes(dib_size - len(head))
+    size = 14 + len(dib) + len(pixels) if declared is None else declared
+    return b"BM" + struct.pack("<IHHI", size, 0, 0, 14 + len(dib)) + dib + pixels
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"BMdb_password=hunter2\nsmtp_user=admin\n",
+        _bitmap(bits=7),
+        _bitmap(dib_size=44),
+        _bitmap(declared=4096),
+    ],
+    ids=["text-starting-with-BM", "bit-depth-7", "unknown-dib-size", "size-field-too-big"],
+)
+def test_a_fake_bitmap_is_a_bad_image(emu: Emulator, client: httpx.Client, data: bytes) -> None:
+    message = error(post(client, emu, body(PLUS, [{"image": data_uri(data, "bmp")}])), 400)
+    assert message.startswith("image data is invalid")
+    assert "hunter2" not in message
+    assert ok(post(client, emu, body(PLUS, [{"image": data_uri(_bitmap(), "bmp")}])))
 
 
 def test_image_must_be_a_string(emu: Emulator, client: httpx.Client) -> None:

@@ -1,9 +1,11 @@
-"""Command line: ``python -m dashscope_embeddings.emulator --port 8080``.
+"""Command line: ``python -m dashscope_embeddings.emulator --port 8080``, or ``dashscope-emulator``.
 
 Runs the emulator until interrupted (Ctrl-C or SIGTERM). The first line written to stdout holds
-the base URLs, e.g. ``DashScope embedding emulator: native http://127.0.0.1:8080/api/v1
-compatible http://127.0.0.1:8080/compatible-mode/v1``; the second says that vectors are
-deterministic lexical vectors, not model quality.
+the base URLs and the address it really listens on, e.g. ``DashScope embedding emulator:
+native http://127.0.0.1:8080/api/v1 compatible http://127.0.0.1:8080/compatible-mode/v1
+(listening on 0.0.0.0:8080, every interface)`` with ``--host 0.0.0.0`` (the bound port with
+``--port 0``); the second says that vectors are deterministic lexical vectors, not model
+quality. A host other than a loopback address needs ``--api-key`` (else exit status 2).
 
 Besides latency and random errors, the flags switch on what reliability and throughput tests
 need: a concurrency cap (``--max-in-flight``), RPM / TPM quotas over a rolling window
@@ -16,14 +18,23 @@ Python (``Emulator.inject`` / ``Emulator.inject_fault``).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
 from types import FrameType
 
 from dashscope_embeddings.emulator import Emulator
+from dashscope_embeddings.emulator._server import (
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_REQUEST_LOG_SIZE,
+    is_loopback,
+    root_url,
+)
 
-__all__ = ["main"]
+__all__ = ["listening_line", "main"]
+
+_MODULE_PROG = "python -m dashscope_embeddings.emulator"
 
 
 def _non_negative_float(value: str) -> float:
@@ -54,15 +65,30 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _parser() -> argparse.ArgumentParser:
+def _program_name() -> str:
+    """How the program was run: the console script's name, else ``python -m ...``."""
+    name = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
+    if not name or name in ("__main__.py", "-c") or name.endswith(".py"):
+        return _MODULE_PROG
+    return name
+
+
+def _parser(prog: str | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m dashscope_embeddings.emulator",
+        prog=prog or _program_name(),
         description="Local emulator of the DashScope (Model Studio) text-embedding HTTP API.",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="interface (default: 127.0.0.1)")
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="interface (default: 127.0.0.1); 0.0.0.0 listens on every interface and then "
+        "needs --api-key",
+    )
     parser.add_argument("--port", type=int, default=8080, help="port; 0 picks a free one")
     parser.add_argument(
-        "--api-key", default=None, help="accept only this key (default: any non-empty key)"
+        "--api-key",
+        default=None,
+        help="accept only this key (default: any non-empty key; required off loopback)",
     )
     parser.add_argument(
         "--latency", type=_non_negative_float, default=0.0, help="seconds added per request"
@@ -122,6 +148,19 @@ def _parser() -> argparse.ArgumentParser:
         help="add retry-after / retry-after-ms headers to quota 429s (the service documents none)",
     )
     parser.add_argument(
+        "--request-log-size",
+        type=_positive_int,
+        default=DEFAULT_REQUEST_LOG_SIZE,
+        help=f"requests kept in the request log, the newest (default: {DEFAULT_REQUEST_LOG_SIZE})",
+    )
+    parser.add_argument(
+        "--max-body-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_BODY_BYTES,
+        help="larger request bodies get HTTP 413 before they are read "
+        f"(default: {DEFAULT_MAX_BODY_BYTES}, 512 MiB)",
+    )
+    parser.add_argument(
         "--seed", type=int, default=0, help="seed of error and reset draws and of ordering"
     )
     parser.add_argument(
@@ -151,16 +190,48 @@ def _settings_line(args: argparse.Namespace) -> str:
     return "Settings: " + (", ".join(p for p in parts if p) or "defaults") + "."
 
 
-def main(argv: list[str] | None = None) -> int:
+def listening_line(host: str, port: int) -> str:
+    """The first line printed: the base URLs, and the address really listened on.
+
+    Args:
+        host: The bound host (``0.0.0.0`` / ``::`` for every interface).
+        port: The bound port.
+
+    >>> listening_line("0.0.0.0", 8080).split(" (")[1]
+    'listening on 0.0.0.0:8080, every interface)'
+    """
+    url = root_url(host, port)
+    shown = f"[{host}]" if ":" in host else host
+    if host in ("0.0.0.0", "::", ""):
+        reach = "every interface"
+    elif is_loopback(host):
+        reach = "loopback only"
+    else:
+        reach = "this interface"
+    return (
+        f"DashScope embedding emulator: native {url}/api/v1 "
+        f"compatible {url}/compatible-mode/v1 (listening on {shown}:{port}, {reach})"
+    )
+
+
+def main(argv: list[str] | None = None, *, prog: str | None = None) -> int:
     """Run the emulator until SIGINT / SIGTERM.
 
     Args:
         argv: Arguments without the program name; ``None`` reads ``sys.argv``.
+        prog: The program's name in help and errors; by default the console script's name,
+            or ``python -m dashscope_embeddings.emulator``.
 
     Returns:
-        The process exit status.
+        The process exit status (2 for bad arguments, as argparse).
     """
-    args = _parser().parse_args(argv)
+    parser = _parser(prog)
+    args = parser.parse_args(argv)
+    if args.api_key is None and not is_loopback(args.host):
+        parser.error(
+            f"--host {args.host} is not a loopback address: anyone who can reach it could use "
+            "the emulator; pass --api-key KEY (clients then send that key)"
+        )
     emulator = Emulator(
         api_key=args.api_key,
         latency=args.latency,
@@ -177,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         tpm=args.tpm,
         quota_window_s=args.quota_window_s,
         quota_retry_after=args.quota_retry_after,
+        request_log_size=args.request_log_size,
+        max_body_bytes=args.max_body_bytes,
     )
     try:
         emulator.start()
@@ -192,9 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _on_signal)
     try:
         auth = "only the --api-key key" if args.api_key else "any non-empty Bearer key"
+        host, port = emulator.address
         sys.stdout.write(
-            f"DashScope embedding emulator: native {emulator.base_url} "
-            f"compatible {emulator.compatible_base_url}\n"
+            f"{listening_line(host, port)}\n"
             "Vectors are deterministic lexical vectors (hashed words) for development and CI, "
             "not model quality.\n"
             f"Auth: {auth}. Stop with Ctrl-C.\n"

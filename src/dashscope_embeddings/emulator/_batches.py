@@ -32,21 +32,15 @@ import math
 import random
 import re
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dashscope_embeddings.emulator._app import (
-    ApiError,
-    _bad_request,
-    _compatible_job,
-    _compatible_success,
-    _model_not_found,
-    _parse_json,
-    inspect_texts,
-    render_json,
-)
+from dashscope_embeddings.emulator._errors import ServiceError, bad_request, model_not_found
+from dashscope_embeddings.emulator._gateway import inspect_texts
+from dashscope_embeddings.emulator._responses import render_json
+from dashscope_embeddings.emulator._state import ServerState
 from dashscope_embeddings.emulator._store import (
     Batch,
     InputLine,
@@ -58,9 +52,7 @@ from dashscope_embeddings.emulator._store import (
     method_not_allowed,
     not_found,
 )
-
-if TYPE_CHECKING:
-    from dashscope_embeddings.emulator import _ServerState
+from dashscope_embeddings.emulator._text import compatible_job, compatible_success, parse_json
 
 __all__ = ["BATCHES_PATH", "ENDPOINT", "handle", "refresh_all"]
 
@@ -124,26 +116,26 @@ def _injected(store: Store, line: InputLine) -> LineFailure | None:
     return None
 
 
-def _run_line(state: _ServerState, store: Store, line: InputLine) -> LineResult:
+def _run_line(state: ServerState, store: Store, line: InputLine) -> LineResult:
     request_id = str(uuid.uuid4())
     try:
         failure = _injected(store, line)
         if failure is not None:
-            raise ApiError(failure.status, failure.code, failure.message)
-        job = _compatible_job(line.body)
+            raise ServiceError(failure.status, failure.code, failure.message)
+        job = compatible_job(line.body)
         if not job.spec.supports_batch_api:
-            raise _model_not_found(job.spec.name)
+            raise model_not_found(job.spec.name)
         inspect_texts(state, list(job.texts))
-        body = _compatible_success(job, state, request_id)
+        body = compatible_success(job, state, request_id)
         tokens = int(body["usage"]["total_tokens"])
         return LineResult(line.custom_id, 200, request_id, body, tokens)
-    except ApiError as error:
+    except ServiceError as error:
         return LineResult(
             line.custom_id, error.status, request_id, error.body("compatible", request_id), 0
         )
 
 
-def _processing_order(n: int, state: _ServerState) -> list[int]:
+def _processing_order(n: int, state: ServerState) -> list[int]:
     order = list(range(n))
     if state.shuffle and n > 1:
         random.Random(f"{state.seed}:batch:{n}").shuffle(order)
@@ -336,7 +328,7 @@ def _window_seconds(value: Any) -> float:
     match = _WINDOW_RE.match(value) if isinstance(value, str) else None
     hours = int(match.group(1)) if match else 0
     if not MIN_WINDOW_HOURS <= hours <= MAX_WINDOW_HOURS:
-        raise _bad_request(
+        raise bad_request(
             f"completion_window should be between {MIN_WINDOW_HOURS}h and "
             f"{MAX_WINDOW_HOURS}h in whole hours, e.g. '24h'."
         )
@@ -358,26 +350,26 @@ def _metadata(value: Any) -> dict[str, str] | None:
         )
     )
     if not ok:
-        raise _bad_request(
+        raise bad_request(
             f"metadata should be an object of at most {_MAX_METADATA_KEYS} string values "
             f"(keys up to {_MAX_METADATA_KEY} characters, values up to {_MAX_METADATA_VALUE})."
         )
     return dict(value)
 
 
-def _create(state: _ServerState, store: Store, raw: bytes) -> Response:
-    ok, body = _parse_json(raw)
+def _create(state: ServerState, store: Store, raw: bytes) -> Response:
+    ok, body = parse_json(raw)
     if not ok:
-        raise _bad_request("The request body is not valid JSON.")
+        raise bad_request("The request body is not valid JSON.")
     if not isinstance(body, dict):
-        raise _bad_request("The request body should be a JSON object.")
+        raise bad_request("The request body should be a JSON object.")
     file_id = body.get("input_file_id")
     if not isinstance(file_id, str) or not file_id:
-        raise _bad_request("Required parameter 'input_file_id' missing.")
+        raise bad_request("Required parameter 'input_file_id' missing.")
     endpoint = body.get("endpoint")
     if endpoint != ENDPOINT:
         # The service also runs chat batches; the emulator serves embeddings only.
-        raise _bad_request(f"endpoint should be '{ENDPOINT}' (the emulator serves embeddings).")
+        raise bad_request(f"endpoint should be '{ENDPOINT}' (the emulator serves embeddings).")
     window = body.get("completion_window")
     window_s = _window_seconds(window)
     metadata = _metadata(body.get("metadata"))
@@ -386,7 +378,7 @@ def _create(state: _ServerState, store: Store, raw: bytes) -> Response:
         if stored is None:
             raise not_found(f"No such file: {file_id}")
         if stored.purpose != "batch":
-            raise _bad_request(f"File {file_id} has purpose '{stored.purpose}', not 'batch'.")
+            raise bad_request(f"File {file_id} has purpose '{stored.purpose}', not 'batch'.")
         errors = [
             {
                 "code": "InvalidParameter",
@@ -439,7 +431,7 @@ def _cancel(store: Store, batch_id: str) -> Response:
         if status == "cancelled":
             return json_response(_to_json(store, batch, status))
         if batch.status is not None:
-            raise _bad_request(f"Cannot cancel a batch with status '{status}'.")
+            raise bad_request(f"Cannot cancel a batch with status '{status}'.")
         if batch.cancel_at is None:
             batch.cancel_at = store.now()
         return json_response(_to_json(store, batch, "cancelling"))
@@ -452,14 +444,14 @@ def _list(store: Store, request: Request) -> Response:
     except ValueError:
         limit = 0
     if not 1 <= limit <= _MAX_LIST_LIMIT:
-        raise _bad_request(f"limit should be an integer in [1, {_MAX_LIST_LIMIT}].")
+        raise bad_request(f"limit should be an integer in [1, {_MAX_LIST_LIMIT}].")
     after = request.query_params.get("after")
     with store.lock:
         batches = list(reversed(store.batches.values()))  # newest first
         if after is not None:
             ids = [b.id for b in batches]
             if after not in ids:
-                raise _bad_request(f"No such batch: {after}")
+                raise bad_request(f"No such batch: {after}")
             batches = batches[ids.index(after) + 1 :]
         page = [_to_json(store, b, refresh(store, b)) for b in batches[:limit]]
     return json_response(
@@ -473,11 +465,11 @@ def _list(store: Store, request: Request) -> Response:
     )
 
 
-def handle(state: _ServerState, store: Store, request: Request, raw: bytes) -> Response:
+def handle(state: ServerState, store: Store, request: Request, raw: bytes) -> Response:
     """Answer one authenticated request under ``/compatible-mode/v1/batches``.
 
     Raises:
-        ApiError: For every error answer (the caller renders it in the compatible shape).
+        ServiceError: For every error answer (the caller renders it in the compatible shape).
     """
     rest = request.url.path[len(BATCHES_PATH) :].strip("/")
     segments = rest.split("/") if rest else []

@@ -23,12 +23,12 @@ import email.parser
 import json
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from starlette.requests import Request
 from starlette.responses import Response
 
-from dashscope_embeddings.emulator._app import ApiError, _bad_request
+from dashscope_embeddings.emulator._errors import ServiceError, bad_request
+from dashscope_embeddings.emulator._state import ServerState
 from dashscope_embeddings.emulator._store import (
     InputLine,
     Store,
@@ -37,9 +37,6 @@ from dashscope_embeddings.emulator._store import (
     method_not_allowed,
     not_found,
 )
-
-if TYPE_CHECKING:
-    from dashscope_embeddings.emulator import _ServerState
 
 __all__ = ["BATCH_LINE_URLS", "FILES_PATH", "handle"]
 
@@ -64,8 +61,8 @@ def _parse_multipart(content_type: str, raw: bytes) -> dict[str, _Part]:
     header["content-type"] = content_type
     boundary = header.get_param("boundary")
     if header.get_content_type() != "multipart/form-data" or not isinstance(boundary, str):
-        raise _bad_request("The request should be multipart/form-data with 'file' and 'purpose'.")
-    malformed = _bad_request("The multipart/form-data body is malformed.")
+        raise bad_request("The request should be multipart/form-data with 'file' and 'purpose'.")
+    malformed = bad_request("The multipart/form-data body is malformed.")
     chunks = (b"\r\n" + raw).split(b"\r\n--" + boundary.encode("latin-1"))
     parts: dict[str, _Part] = {}
     for chunk in chunks[1:]:
@@ -89,23 +86,23 @@ def _parse_multipart(content_type: str, raw: bytes) -> dict[str, _Part]:
     raise malformed  # no close delimiter
 
 
-def _line_error(number: int, message: str) -> ApiError:
-    return _bad_request(f"Line {number}: {message}")
+def _line_error(number: int, message: str) -> ServiceError:
+    return bad_request(f"Line {number}: {message}")
 
 
 def _parse_batch_file(store: Store, data: bytes) -> tuple[InputLine, ...]:
     """Validate an upload as a batch input file (JSON lines) and return its lines."""
     if len(data) > store.max_file_bytes:
-        raise _bad_request(
+        raise bad_request(
             f"The file has {len(data)} bytes, more than the limit of {store.max_file_bytes}."
         )
     raw_lines = data.split(b"\n")
     if raw_lines and raw_lines[-1] == b"":  # a final newline ends the last line
         raw_lines.pop()
     if not raw_lines:
-        raise _bad_request("The file is empty.")
+        raise bad_request("The file is empty.")
     if len(raw_lines) > store.max_lines_per_file:
-        raise _bad_request(
+        raise bad_request(
             f"The file has {len(raw_lines)} lines, more than the limit of "
             f"{store.max_lines_per_file}."
         )
@@ -145,15 +142,15 @@ def _upload(store: Store, request: Request, raw: bytes) -> Response:
     parts = _parse_multipart(request.headers.get("content-type", ""), raw)
     purpose_part = parts.get("purpose")
     if purpose_part is None:
-        raise _bad_request("Required parameter 'purpose' missing.")
+        raise bad_request("Required parameter 'purpose' missing.")
     purpose = purpose_part.data.decode("utf-8", "replace").strip()
     if purpose != "batch":
         # The service also knows other purposes (e.g. file-extract); the emulator serves only
         # the Batch API's.
-        raise _bad_request(f"purpose '{purpose}' is not supported; use 'batch'.")
+        raise bad_request(f"purpose '{purpose}' is not supported; use 'batch'.")
     file_part = parts.get("file")
     if file_part is None:
-        raise _bad_request("Required parameter 'file' missing.")
+        raise bad_request("Required parameter 'file' missing.")
     with store.lock:
         lines = _parse_batch_file(store, file_part.data)
         stored = StoredFile(
@@ -177,11 +174,11 @@ def _file(store: Store, file_id: str) -> StoredFile:
     return stored
 
 
-def handle(state: _ServerState, store: Store, request: Request, raw: bytes) -> Response:  # noqa: ARG001
+def handle(state: ServerState, store: Store, request: Request, raw: bytes) -> Response:  # noqa: ARG001
     """Answer one authenticated request under ``/compatible-mode/v1/files``.
 
     Raises:
-        ApiError: For every error answer (the caller renders it in the compatible shape).
+        ServiceError: For every error answer (the caller renders it in the compatible shape).
     """
     rest = request.url.path[len(FILES_PATH) :].strip("/")
     segments = rest.split("/") if rest else []

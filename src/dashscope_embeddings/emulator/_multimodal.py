@@ -36,12 +36,10 @@ import base64
 import hashlib
 import json
 import math
-import random
 import re
 import struct
-import zlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from starlette.requests import Request
@@ -49,18 +47,25 @@ from starlette.responses import JSONResponse, Response
 
 from dashscope_embeddings._registry import MODELS, ModelSpec
 from dashscope_embeddings.emulator import _lexical
-from dashscope_embeddings.emulator._app import (
-    ApiError,
-    _algo_invalid,
-    _authorized,
-    _bad_request,
-    _internal_error,
-    _invalid_api_key,
-    _throttled,
+from dashscope_embeddings.emulator._errors import (
+    ServiceError,
+    algo_invalid,
+    bad_request,
+    internal_error,
+    invalid_api_key,
+    throttled,
 )
-
-if TYPE_CHECKING:
-    from dashscope_embeddings.emulator import _ServerState
+from dashscope_embeddings.emulator._gateway import bearer_key_accepted
+from dashscope_embeddings.emulator._media import (
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    BadImage,
+    image_formats,
+    inspect_image,
+    video_formats,
+)
+from dashscope_embeddings.emulator._state import ServerState
+from dashscope_embeddings.emulator._vectors import response_order
 
 __all__ = ["MULTIMODAL_PATH", "handle", "matches"]
 
@@ -83,49 +88,6 @@ _SAME_OBJECT_COMBOS = frozenset(
     }
 )
 
-# [ref 3.1] accepted formats. qwen*-vl: JPEG PNG WEBP BMP TIFF ICO DIB ICNS SGI; every other model
-# (tongyi-embedding-vision-*, multimodal-embedding-v1): JPG PNG BMP. The legacy one-peace model
-# has no documented list; it gets the stricter "other models" set.
-_QWEN_VL_IMAGE_FORMATS = frozenset(
-    {"JPEG", "PNG", "WEBP", "BMP", "TIFF", "ICO", "DIB", "ICNS", "SGI"}
-)
-_OTHER_IMAGE_FORMATS = frozenset({"JPEG", "PNG", "BMP"})
-_QWEN_VL_VIDEO_FORMATS = frozenset({"MP4", "AVI", "MOV"})
-_OTHER_VIDEO_FORMATS = frozenset({"MP4", "MPEG", "MPG", "WEBM", "AVI", "FLV", "MKV", "MOV"})
-_IMAGE_EXTENSIONS = {
-    "jpg": "JPEG",
-    "jpeg": "JPEG",
-    "jpe": "JPEG",
-    "png": "PNG",
-    "bmp": "BMP",
-    "webp": "WEBP",
-    "tif": "TIFF",
-    "tiff": "TIFF",
-    "ico": "ICO",
-    "dib": "DIB",
-    "icns": "ICNS",
-    "sgi": "SGI",
-    "rgb": "SGI",
-    "gif": "GIF",
-    "heic": "HEIC",
-    "heif": "HEIC",
-    "avif": "AVIF",
-    "svg": "SVG",
-}
-_VIDEO_EXTENSIONS = {
-    "mp4": "MP4",
-    "mpeg": "MPEG",
-    "mpg": "MPG",
-    "webm": "WEBM",
-    "avi": "AVI",
-    "flv": "FLV",
-    "mkv": "MKV",
-    "mov": "MOV",
-    "wmv": "WMV",
-    "m4v": "M4V",
-    "3gp": "3GP",
-}
-
 # Usage accounting. The service's token counts for media are [UNCONFIRMED]; the emulator bills
 # an image like a Qwen-VL encoder (one token per 28x28 patch, clamped to [4, 1280]) when the
 # decoded header gives its size, else a flat 1024. A URL video is assumed to last 10 s and to
@@ -142,7 +104,6 @@ _IDENTITY_FEATURES = 16
 _IDENTITY_WEIGHT = 1.0 / math.sqrt(_IDENTITY_FEATURES)  # the identity part has norm 1
 _INSTRUCT_WEIGHT = 0.2
 _NON_WORD = re.compile(r"[\W_]+")
-_DIB_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})
 
 
 def matches(path: str) -> bool:
@@ -150,7 +111,7 @@ def matches(path: str) -> bool:
     return path == MULTIMODAL_PATH
 
 
-async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:
+async def handle(state: ServerState, request: Request, raw: bytes) -> Response:
     """Answer one request to the multimodal endpoint.
 
     Args:
@@ -164,7 +125,7 @@ async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:
     request_id: str = request.state.request_id
     try:
         if request.method != "POST":
-            raise ApiError(
+            raise ServiceError(
                 405,
                 "MethodNotAllowed",
                 f"Method {request.method} is not allowed; use POST.",
@@ -174,22 +135,22 @@ async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:
         if fault is not None:
             if fault.body is not None:
                 return JSONResponse(fault.body, fault.status, headers=dict(fault.headers))
-            raise ApiError(fault.status, fault.code, fault.message, headers=dict(fault.headers))
+            raise ServiceError(fault.status, fault.code, fault.message, headers=dict(fault.headers))
         if not _key_accepted(request, state.api_key):
-            raise _invalid_api_key()
+            raise invalid_api_key()
         state.in_flight += 1
         try:
             if state.max_in_flight is not None and state.in_flight > state.max_in_flight:
-                raise _throttled()
+                raise throttled()
             if state.latency > 0:
                 await asyncio.sleep(state.latency)
             if state.draw_error():
-                raise _internal_error()
+                raise internal_error()
             job = _parse_request(raw, request)
             return JSONResponse(_answer(job, state, request_id))
         finally:
             state.in_flight -= 1
-    except ApiError as error:
+    except ServiceError as error:
         return JSONResponse(
             error.body("native", request_id), error.status, headers=dict(error.headers)
         )
@@ -200,7 +161,7 @@ def _key_accepted(request: Request, api_key: str | None) -> bool:
     # endpoint). Which one wins when both are sent is [UNCONFIRMED]: an Authorization header,
     # when present, decides on its own; X-DashScope-ApiKey is consulted only without one.
     if "authorization" in request.headers:
-        return _authorized(request, api_key)
+        return bearer_key_accepted(request, api_key)
     key = request.headers.get("x-dashscope-apikey", "").strip()
     return bool(key) and (api_key is None or key == api_key)
 
@@ -267,20 +228,20 @@ def _parse_request(raw: bytes, request: Request) -> _Job:
     except ValueError:  # JSONDecodeError and UnicodeDecodeError
         body = None
     if body is None:
-        raise _bad_request("The request body is not valid JSON.")
+        raise bad_request("The request body is not valid JSON.")
     if not isinstance(body, dict):
-        raise _bad_request("The request body should be a JSON object.")
+        raise bad_request("The request body should be a JSON object.")
     spec = _resolve_model(body.get("model"))
     params = body.get("parameters")
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise _bad_request("Parameter 'parameters' should be an object.")
+        raise bad_request("Parameter 'parameters' should be an object.")
     dimension = _dimension(spec, params.get("dimension"))
     output_type = params.get("output_type")
     if output_type is not None and output_type != "dense":
         # [ref 3.1]: "currently only `dense` is supported".
-        raise _algo_invalid(
+        raise algo_invalid(
             f"output_type is invalid, only dense is supported: {output_type!r}.",
             "parameters.output_type",
         )
@@ -300,7 +261,7 @@ def _parse_request(raw: bytes, request: Request) -> _Job:
     if spec.supports_instruct:
         value = params.get("instruct")
         if value is not None and not isinstance(value, str):
-            raise _bad_request("Parameter 'instruct' should be a string.")
+            raise bad_request("Parameter 'instruct' should be a string.")
         instruct = value or None
     fps = 1.0  # [ref 3.1] default
     if "video" in spec.modalities and params.get("fps") is not None:
@@ -322,13 +283,13 @@ def _parse_request(raw: bytes, request: Request) -> _Job:
 
 def _resolve_model(name: Any) -> ModelSpec:
     if not isinstance(name, str) or not name:
-        raise _bad_request("Model not specified.")
+        raise bad_request("Model not specified.")
     spec = MODELS.get(name)
     if spec is None:
-        raise ApiError(404, "ModelNotFound", "Model not exist.")  # [ref 5.3]
+        raise ServiceError(404, "ModelNotFound", "Model not exist.")  # [ref 5.3]
     if spec.endpoint != "multimodal":
         # [ref 3]: "sending a text-embedding model here fails with HTTP 400 'url error'".
-        raise _bad_request("url error")
+        raise bad_request("url error")
     return spec
 
 
@@ -342,7 +303,7 @@ def _dimension(spec: ModelSpec, value: Any) -> int:
     if valid and (value in spec.dimensions if spec.dimensions else 1 <= value <= 8192):
         return int(value)
     allowed = ", ".join(str(d) for d in sorted(spec.dimensions)) or "1, 8192"
-    raise _algo_invalid(
+    raise algo_invalid(
         f"dimension is invalid, it should be one of [{allowed}].", "parameters.dimension"
     )
 
@@ -352,14 +313,14 @@ def _optional_bool(params: Json, name: str) -> bool:
     if value is None:
         return False
     if not isinstance(value, bool):
-        raise _bad_request(f"Parameter '{name}' should be a boolean.")
+        raise bad_request(f"Parameter '{name}' should be a boolean.")
     return value
 
 
 def _fps(value: Any) -> float:
     number = _number(value)
     if number is None or not 0.0 <= number <= 1.0:
-        raise _algo_invalid("fps is invalid, it should be in [0, 1].", "parameters.fps")
+        raise algo_invalid("fps is invalid, it should be in [0, 1].", "parameters.fps")
     return number
 
 
@@ -368,7 +329,7 @@ def _bounded_int(params: Json, name: str, low: int, high: int) -> int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise _algo_invalid(
+        raise algo_invalid(
             f"{name} is invalid, it should be an integer in [{low}, {high}].",
             f"parameters.{name}",
         )
@@ -385,23 +346,23 @@ def _number(value: Any) -> float | None:
 def _parse_contents(inp: Any, context: _Context) -> tuple[_Item, ...]:
     spec = context.spec
     if not isinstance(inp, dict):
-        raise _bad_request("Required parameter 'input' missing or invalid.")
+        raise bad_request("Required parameter 'input' missing or invalid.")
     contents = inp.get("contents")
     if not isinstance(contents, list):
-        raise _bad_request("Required parameter 'input.contents' missing or invalid: a list.")
+        raise bad_request("Required parameter 'input.contents' missing or invalid: a list.")
     if not contents:
-        raise _algo_invalid("batch size is invalid, it should not be smaller than 1.")
+        raise algo_invalid("batch size is invalid, it should not be smaller than 1.")
     limit = spec.max_batch_size
     if len(contents) > limit:
         # [ref 5.2] wording (confirmed for compatible mode; the native variant is [UNCONFIRMED]).
-        raise _algo_invalid(f"batch size is invalid, it should not be larger than {limit}.")
+        raise algo_invalid(f"batch size is invalid, it should not be larger than {limit}.")
     items = tuple(_parse_item(value, i, context) for i, value in enumerate(contents))
     if spec.max_images_per_input is None:
         # [ref 3.3] qwen3-vl-embedding: "images, texts, videos, fusion objects share the cap", so
         # every image of a multi_images item counts as one element of the request.
         elements = sum(len(part.atoms) for item in items for part in item.parts)
         if elements > limit:
-            raise _algo_invalid(
+            raise algo_invalid(
                 f"batch size is invalid, it should not be larger than {limit}. "
                 f"(content elements, counting each image of multi_images: {elements})"
             )
@@ -411,7 +372,7 @@ def _parse_contents(inp: Any, context: _Context) -> tuple[_Item, ...]:
         for i, item in enumerate(items):
             modality = item.parts[0].modality
             if modality in seen:
-                raise _algo_invalid(
+                raise algo_invalid(
                     f"{modality} is invalid, model {spec.name} takes each modality at most "
                     "once per request.",
                     f"input.contents[{i}]",
@@ -424,32 +385,32 @@ def _parse_item(value: Any, position: int, context: _Context) -> _Item:
     spec = context.spec
     where = f"input.contents[{position}]"
     if not isinstance(value, dict):
-        raise _bad_request(f'{where} should be an object such as {{"text": "..."}}.')
+        raise bad_request(f'{where} should be an object such as {{"text": "..."}}.')
     # Unknown keys are refused ([UNCONFIRMED]: the strict choice, so a typo such as "imgae"
     # cannot pass silently). `factor` is the legacy one-peace weight; the 1.x SDK's typed
     # items always carry it, so it is accepted (and ignored) on every model.
     unknown = sorted(str(k) for k in value if k not in _MODALITY_KEYS and k != "factor")
     if unknown:
-        raise _bad_request(f"{where} has unknown key(s): {', '.join(unknown)}.")
+        raise bad_request(f"{where} has unknown key(s): {', '.join(unknown)}.")
     keys = [k for k in _MODALITY_KEYS if k in value]
     allowed = ", ".join(k for k in _MODALITY_KEYS if k in spec.modalities)
     if not keys:
-        raise _bad_request(f"{where} has no content; expected one of: {allowed}.")
+        raise bad_request(f"{where} has no content; expected one of: {allowed}.")
     for key in keys:
         if key not in spec.modalities:
-            raise _algo_invalid(
+            raise algo_invalid(
                 f"{key} is not supported by model {spec.name}; it takes: {allowed}.",
                 f"{where}.{key}",
             )
     if len(keys) > 1:
         if spec.fusion != "same_object":
-            raise _algo_invalid(
+            raise algo_invalid(
                 f"{where} is invalid, it should have exactly one of: {allowed} "
                 f"(model {spec.name} embeds each item on its own).",
                 where,
             )
         if frozenset(keys) not in _SAME_OBJECT_COMBOS:
-            raise _algo_invalid(
+            raise algo_invalid(
                 f"{where} is invalid: {' + '.join(keys)} cannot be fused; supported "
                 "combinations: text+image, text+video, text+multi_images, text+image+video.",
                 where,
@@ -458,7 +419,7 @@ def _parse_item(value: Any, position: int, context: _Context) -> _Item:
     if "factor" in value:
         number = _number(value["factor"])
         if number is None or number <= 0.0:
-            raise _algo_invalid("factor is invalid, it should be a positive number.", where)
+            raise algo_invalid("factor is invalid, it should be a positive number.", where)
         factor = number
     parts = tuple(
         _Part(key, _parse_part(key, value[key], f"{where}.{key}", context)) for key in keys
@@ -474,9 +435,9 @@ def _parse_part(key: str, value: Any, where: str, context: _Context) -> tuple[_A
     if key == "multi_images":
         limit = context.spec.max_images_per_input or context.spec.max_batch_size
         if not isinstance(value, list) or not value:
-            raise _bad_request(f"{where} should be a non-empty list of images.")
+            raise bad_request(f"{where} should be a non-empty list of images.")
         if len(value) > limit:
-            raise _algo_invalid(
+            raise algo_invalid(
                 f"multi_images is invalid, it should not have more than {limit} images.", where
             )
         return tuple(_image_atom(v, f"{where}[{i}]", context) for i, v in enumerate(value))
@@ -487,7 +448,7 @@ def _parse_part(key: str, value: Any, where: str, context: _Context) -> tuple[_A
 
 def _text_atom(value: Any, where: str, context: _Context) -> _Atom:
     if not isinstance(value, str):
-        raise _bad_request(f"{where} should be a string.")
+        raise bad_request(f"{where} should be a string.")
     limit = context.spec.max_tokens_per_input
     analysis = _lexical.analyze(value)
     if analysis.token_count > limit and context.auto_truncation:
@@ -496,25 +457,17 @@ def _text_atom(value: Any, where: str, context: _Context) -> _Atom:
     if not 1 <= analysis.token_count <= limit:
         # Same wording as the text endpoints ([UNCONFIRMED] for embeddings, [ref 5.2]). The registry
         # notes an older page saying multimodal-embedding-v1 truncates; the emulator rejects.
-        raise _algo_invalid(f"Range of input length should be [1, {limit}]", where)
+        raise algo_invalid(f"Range of input length should be [1, {limit}]", where)
     return _Atom(weights=analysis.weights, text_tokens=analysis.token_count)
 
 
 # --- media --------------------------------------------------------------------------------
 
 
-def _is_qwen_vl(spec: ModelSpec) -> bool:
-    return spec.name.startswith("qwen")
-
-
-def _image_formats(spec: ModelSpec) -> frozenset[str]:
-    return _QWEN_VL_IMAGE_FORMATS if _is_qwen_vl(spec) else _OTHER_IMAGE_FORMATS
-
-
 def _url(value: Any, where: str, context: _Context, kind: str) -> tuple[str, str]:
     """Validate a media URL; return (its path, its extension in lower case)."""
     if not isinstance(value, str) or not value.strip():
-        raise _bad_request(f"{where} should be a non-empty string.")
+        raise bad_request(f"{where} should be a non-empty string.")
     try:
         parts = urlsplit(value.strip())
     except ValueError:
@@ -522,14 +475,14 @@ def _url(value: Any, where: str, context: _Context, kind: str) -> tuple[str, str
     scheme = parts.scheme.lower() if parts else ""
     if parts is None or scheme not in ("http", "https", "oss") or not parts.netloc:
         data_hint = " or a data:image/...;base64 URI" if kind == "image" else ""
-        raise _algo_invalid(
+        raise algo_invalid(
             f"The provided URL does not appear to be valid: {kind} should be a public http(s) "
             f"URL{data_hint}, got {value[:80]!r}.",
             where,
         )
     if scheme == "oss" and not context.oss_resolve:
         # [ref 0.2]: oss:// inputs need `X-DashScope-OssResourceResolve: enable`.
-        raise _algo_invalid(
+        raise algo_invalid(
             "oss:// URLs need the header X-DashScope-OssResourceResolve: enable.", where
         )
     path = unquote(parts.path)
@@ -553,9 +506,9 @@ def _image_atom(value: Any, where: str, context: _Context) -> _Atom:
     if isinstance(value, str) and value[:5].lower() == "data:":
         return _data_uri_atom(value, where, spec)
     path, extension = _url(value, where, context, "image")
-    found = _IMAGE_EXTENSIONS.get(extension) or _VIDEO_EXTENSIONS.get(extension)
-    if found is not None and found not in _image_formats(spec):
-        raise _unsupported_format(spec, found, _image_formats(spec), where, "image")
+    found = IMAGE_EXTENSIONS.get(extension) or VIDEO_EXTENSIONS.get(extension)
+    if found is not None and found not in image_formats(spec):
+        raise _unsupported_format(spec, found, image_formats(spec), where, "image")
     # A URL is never fetched: its size cannot be checked and its vector derives from the URL.
     return _Atom(
         weights=_url_words(path, extension),
@@ -568,10 +521,10 @@ def _image_atom(value: Any, where: str, context: _Context) -> _Atom:
 def _video_atom(value: Any, where: str, context: _Context) -> _Atom:
     spec = context.spec
     if isinstance(value, str) and value[:5].lower() == "data:":
-        raise _algo_invalid("video only accepts a public URL, not a data URI ([ref 3.1]).", where)
+        raise algo_invalid("video only accepts a public URL, not a data URI ([ref 3.1]).", where)
     path, extension = _url(value, where, context, "video")
-    formats = _QWEN_VL_VIDEO_FORMATS if _is_qwen_vl(spec) else _OTHER_VIDEO_FORMATS
-    found = _VIDEO_EXTENSIONS.get(extension) or _IMAGE_EXTENSIONS.get(extension)
+    formats = video_formats(spec)
+    found = VIDEO_EXTENSIONS.get(extension) or IMAGE_EXTENSIONS.get(extension)
     if found is not None and found not in formats:
         raise _unsupported_format(spec, found, formats, where, "video")
     # max_video_bytes cannot be checked: the video is never downloaded.
@@ -586,7 +539,7 @@ def _video_atom(value: Any, where: str, context: _Context) -> _Atom:
 
 def _audio_atom(value: Any, where: str, context: _Context) -> _Atom:
     if isinstance(value, str) and value[:5].lower() == "data:":
-        raise _algo_invalid("audio only accepts a public URL, not a data URI.", where)
+        raise algo_invalid("audio only accepts a public URL, not a data URI.", where)
     path, extension = _url(value, where, context, "audio")
     # Audio is not billed in the emulator's usage ([UNCONFIRMED] for one-peace).
     return _Atom(
@@ -597,9 +550,9 @@ def _audio_atom(value: Any, where: str, context: _Context) -> _Atom:
 
 def _unsupported_format(
     spec: ModelSpec, found: str, formats: frozenset[str], where: str, kind: str
-) -> ApiError:
+) -> ServiceError:
     allowed = ", ".join(sorted(formats))
-    return _algo_invalid(
+    return algo_invalid(
         f"{kind} format {found} is not supported by model {spec.name}; supported: {allowed}.",
         where,
     )
@@ -609,35 +562,30 @@ def _data_uri_atom(value: str, where: str, spec: ModelSpec) -> _Atom:
     header, comma, payload = value[5:].partition(",")
     fields = [f.strip().lower() for f in header.split(";")]
     if not comma or not fields[0].startswith("image/") or "base64" not in fields[1:]:
-        raise _algo_invalid(
+        raise algo_invalid(
             "image data URI is invalid, it should be data:image/{format};base64,{data}.", where
         )
     try:
         data = base64.b64decode(payload, validate=True)
     except ValueError:  # binascii.Error, or non-ASCII characters
-        raise _algo_invalid("image base64 data is invalid, it cannot be decoded.", where) from None
+        raise algo_invalid("image base64 data is invalid, it cannot be decoded.", where) from None
     limit = spec.max_image_bytes
     if limit is not None and len(data) > limit:
         size = f"{limit // (1024 * 1024)} MB" if limit % (1024 * 1024) == 0 else f"{limit} bytes"
-        raise _algo_invalid(
+        raise algo_invalid(
             f"image size is invalid, it should not be larger than {size} "
             f"({len(data)} bytes given).",
             where,
         )
     # The declared subtype (data:image/png) is not trusted: the format is sniffed from the
     # bytes, as an image decoder would.
-    found = _sniff(data)
-    if found is None:
-        raise _algo_invalid("image data is invalid, the bytes are not an image.", where)
-    formats = _image_formats(spec)
-    if found not in formats:
-        raise _unsupported_format(spec, found, formats, where, "image")
+    formats = image_formats(spec)
     try:
-        info = _INSPECTORS[found](data)
-    except (ValueError, struct.error, IndexError):
-        raise _algo_invalid(
-            f"image data is invalid, the {found} file is truncated or corrupt.", where
-        ) from None
+        _, info = inspect_image(data, formats)
+    except BadImage as error:
+        raise algo_invalid(f"image data is invalid, {error}", where) from None
+    except LookupError as unsupported:
+        raise _unsupported_format(spec, str(unsupported), formats, where, "image") from None
     return _Atom(
         weights=_lexical.analyze(" ".join(info.texts)).weights,
         identity=_identity("image", data),
@@ -653,202 +601,7 @@ def _image_tokens(width: int | None, height: int | None) -> int:
     return min(max(patches, _MIN_IMAGE_TOKENS), _MAX_IMAGE_TOKENS)
 
 
-def _sniff(data: bytes) -> str | None:
-    """The image format the magic bytes announce, or None."""
-    head = data[:16]
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "PNG"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "JPEG"
-    if head.startswith(b"BM"):
-        return "BMP"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "GIF"
-    if head.startswith(b"RIFF") and head[8:12] == b"WEBP":
-        return "WEBP"
-    if head.startswith((b"II*\x00", b"MM\x00*")):
-        return "TIFF"
-    if head.startswith(b"\x00\x00\x01\x00"):
-        return "ICO"
-    if head.startswith(b"icns"):
-        return "ICNS"
-    if head.startswith(b"\x01\xda"):
-        return "SGI"
-    if head[4:8] == b"ftyp":
-        return "AVIF" if head[8:12] in (b"avif", b"avis") else "HEIC"
-    if len(head) >= 4 and struct.unpack("<I", head[:4])[0] in _DIB_HEADER_SIZES:
-        return "DIB"  # a BMP without its 14-byte file header
-    return None
-
-
-@dataclass(frozen=True)
-class _ImageInfo:
-    width: int | None
-    height: int | None
-    texts: tuple[str, ...] = ()
-
-
-def _png(data: bytes) -> _ImageInfo:
-    view = memoryview(data)
-    pos = 8
-    width = height = 0
-    texts: list[str] = []
-    seen_idat = False
-    first = True
-    while True:
-        if pos + 12 > len(data):
-            raise ValueError("truncated PNG: no IEND chunk")
-        length, kind = struct.unpack(">I4s", view[pos : pos + 8])
-        end = pos + 12 + length
-        if end > len(data):
-            raise ValueError("truncated PNG chunk")
-        chunk = view[pos + 8 : pos + 8 + length]
-        (crc,) = struct.unpack(">I", view[end - 4 : end])
-        if zlib.crc32(chunk, zlib.crc32(kind)) != crc:
-            raise ValueError("PNG chunk CRC mismatch")
-        if first:
-            if kind != b"IHDR" or length != 13:
-                raise ValueError("PNG without IHDR")
-            width, height = struct.unpack(">II", chunk[:8])
-            first = False
-        elif kind == b"IDAT":
-            seen_idat = True
-        elif kind == b"tEXt":
-            _keyword, _, text = bytes(chunk).partition(b"\x00")
-            texts.append(text.decode("latin-1"))
-        elif kind == b"IEND":
-            break
-        pos = end
-    if not seen_idat or not width or not height:
-        raise ValueError("PNG without pixels")
-    return _ImageInfo(width, height, tuple(texts))
-
-
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-
-
-def _jpeg(data: bytes) -> _ImageInfo:
-    pos = 2
-    size: tuple[int, int] | None = None
-    texts: list[str] = []
-    while True:
-        if pos + 4 > len(data) or data[pos] != 0xFF:
-            raise ValueError("truncated or corrupt JPEG segment")
-        marker = data[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in (0x01, 0xD8) or 0xD0 <= marker <= 0xD7:
-            pos += 2
-            continue
-        if marker == 0xD9:
-            raise ValueError("JPEG ends before its scan")
-        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
-        if length < 2 or pos + 2 + length > len(data):
-            raise ValueError("truncated JPEG segment")
-        segment = data[pos + 4 : pos + 2 + length]
-        if marker in _SOF_MARKERS:
-            height, width = struct.unpack(">HH", segment[1:5])
-            size = (width, height)
-        elif marker == 0xFE:
-            texts.append(segment.decode("utf-8", "replace"))
-        elif marker == 0xDA:
-            pos += 2 + length
-            break
-        pos += 2 + length
-    if size is None or not size[0] or not size[1]:
-        raise ValueError("JPEG without a frame header")
-    if data.find(b"\xff\xd9", pos) < 0:
-        raise ValueError("truncated JPEG: no end-of-image marker")
-    return _ImageInfo(size[0], size[1], tuple(texts))
-
-
-def _dib_size(data: bytes, offset: int) -> tuple[int, int]:
-    (header,) = struct.unpack("<I", data[offset : offset + 4])
-    if header not in _DIB_HEADER_SIZES or len(data) < offset + header:
-        raise ValueError("bad bitmap header")
-    if header == 12:
-        width, height = struct.unpack("<HH", data[offset + 4 : offset + 8])
-    else:
-        width, height = struct.unpack("<ii", data[offset + 4 : offset + 12])
-    if width <= 0 or height == 0:
-        raise ValueError("empty bitmap")
-    return width, abs(height)
-
-
-def _bmp(data: bytes) -> _ImageInfo:
-    file_size, pixels = struct.unpack("<I4xI", data[2:14])
-    if file_size > len(data) or pixels >= len(data):
-        raise ValueError("truncated BMP")
-    width, height = _dib_size(data, 14)
-    return _ImageInfo(width, height)
-
-
-def _dib(data: bytes) -> _ImageInfo:
-    width, height = _dib_size(data, 0)
-    return _ImageInfo(width, height)
-
-
-def _webp(data: bytes) -> _ImageInfo:
-    (riff_size,) = struct.unpack("<I", data[4:8])
-    if len(data) < 20 or riff_size + 8 > len(data) or data[12:15] != b"VP8":
-        raise ValueError("truncated WEBP")
-    return _ImageInfo(None, None)
-
-
-def _tiff(data: bytes) -> _ImageInfo:
-    order = "<" if data[:2] == b"II" else ">"
-    (ifd,) = struct.unpack(order + "I", data[4:8])
-    if not 8 <= ifd < len(data):
-        raise ValueError("truncated TIFF")
-    return _ImageInfo(None, None)
-
-
-def _ico(data: bytes) -> _ImageInfo:
-    (count,) = struct.unpack("<H", data[4:6])
-    if count < 1 or len(data) < 6 + 16 * count:
-        raise ValueError("truncated ICO")
-    return _ImageInfo(data[6] or 256, data[7] or 256)
-
-
-def _icns(data: bytes) -> _ImageInfo:
-    (size,) = struct.unpack(">I", data[4:8])
-    if size < 8 or size > len(data):
-        raise ValueError("truncated ICNS")
-    return _ImageInfo(None, None)
-
-
-def _sgi(data: bytes) -> _ImageInfo:
-    if len(data) < 512:
-        raise ValueError("truncated SGI")
-    width, height = struct.unpack(">HH", data[6:10])
-    return _ImageInfo(width or None, height or None)
-
-
-_INSPECTORS = {
-    "PNG": _png,
-    "JPEG": _jpeg,
-    "BMP": _bmp,
-    "DIB": _dib,
-    "WEBP": _webp,
-    "TIFF": _tiff,
-    "ICO": _ico,
-    "ICNS": _icns,
-    "SGI": _sgi,
-}
-
-
 # --- answer -------------------------------------------------------------------------------
-
-
-def _order(n: int, seed: int, shuffle: bool) -> list[int]:
-    """Deterministic non-identity permutation (for n >= 2), as on the text endpoints."""
-    indices = list(range(n))
-    if shuffle and n > 1:
-        random.Random(f"{seed}:{n}").shuffle(indices)
-        if indices == sorted(indices):
-            indices.reverse()
-    return indices
 
 
 def _normalized(vectors: list[list[float]], weights: list[float]) -> list[float]:
@@ -915,7 +668,7 @@ def _usage(job: _Job) -> Json:
     return usage
 
 
-def _answer(job: _Job, state: _ServerState, request_id: str) -> Json:
+def _answer(job: _Job, state: ServerState, request_id: str) -> Json:
     vectors = [_item_vector(item, job) for item in job.items]
     usage = _usage(job)
     if job.spec.name == _LEGACY_MODEL:
@@ -929,6 +682,6 @@ def _answer(job: _Job, state: _ServerState, request_id: str) -> Json:
     else:
         embeddings = [
             {"index": i, "embedding": vectors[i], "type": job.items[i].type}
-            for i in _order(len(vectors), state.seed, state.shuffle)
+            for i in response_order(len(vectors), state.seed, state.shuffle)
         ]
     return {"output": {"embeddings": embeddings}, "usage": usage, "request_id": request_id}

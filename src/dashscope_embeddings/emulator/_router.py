@@ -1,15 +1,16 @@
 """The emulator's router: one ASGI endpoint that hands each request to its endpoint family.
 
-The text endpoints are served by :mod:`._app` (which also holds the gateway every family
-shares: faults, authentication, quotas, latency); multimodal by :mod:`._multimodal`; files,
-the Batch API and asynchronous tasks by :mod:`._batch`. This module sits above all of them, so
-no family imports the router.
+Every request first has its body read within the bound (:func:`._gateway.read_body`: 413
+before anything else when it is larger), then goes to the first family whose ``matches(path)``
+is true: the text endpoints (:mod:`._text`), multimodal (:mod:`._multimodal`), files, the
+Batch API and asynchronous tasks (:mod:`._offline`). Other paths get 404. This module sits
+above all of them, so no family imports the router.
 """
 
 from __future__ import annotations
 
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,38 +18,32 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from dashscope_embeddings.emulator import _batch, _multimodal
-from dashscope_embeddings.emulator._app import (
-    COMPATIBLE_PATH,
-    NATIVE_TEXT_PATH,
-    ApiError,
+from dashscope_embeddings.emulator import _multimodal, _offline, _text
+from dashscope_embeddings.emulator._errors import Protocol, ServiceError, request_too_large
+from dashscope_embeddings.emulator._gateway import BodyTooLarge, read_body
+from dashscope_embeddings.emulator._responses import (
     EmulatorResponse,
-    Protocol,
-    _finish,
-    _parse_json,
-    _text_answer,
-    admit,
+    finish_response,
     render_json,
     wrap_response,
 )
-
-if TYPE_CHECKING:
-    from dashscope_embeddings.emulator import _ServerState
+from dashscope_embeddings.emulator._state import ServerState
 
 __all__ = ["create_app"]
+
+# Each endpoint family lives in a module exposing ``matches(path) -> bool`` and
+# ``async handle(state, request, raw_body) -> Response``.
+_FAMILIES = (_text, _multimodal, _offline)
 
 
 class _Endpoint:
     """ASGI endpoint for every path and method (a class, so the route accepts any method).
 
-    The text endpoints are served here; each other endpoint family (multimodal, files and
-    batches, asynchronous tasks) lives in a module of its own exposing
-    ``matches(path) -> bool`` and ``async handle(state, request, raw_body) -> Response``.
     Every request counts in the emulator's statistics (in flight from arrival until its
-    response has been sent).
+    response has been sent) and is recorded just before its response is sent.
     """
 
-    def __init__(self, state: _ServerState) -> None:
+    def __init__(self, state: ServerState) -> None:
         self._state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -64,38 +59,37 @@ class _Endpoint:
         state = self._state
         request_id = str(uuid.uuid4())
         request.state.request_id = request_id
-        raw = await request.body()
-        parsed = _parse_json(raw)
         path = request.url.path
+        protocol: Protocol = "compatible" if path.startswith("/compatible-mode/") else "native"
+        try:
+            raw = await read_body(request, state.max_body_bytes)
+        except BodyTooLarge:
+            error = request_too_large(state.max_body_bytes)
+            await self._send_error(request, error, protocol, (False, None), scope, receive, send)
+            return
+        parsed = _text.parse_json(raw)
+        request.state.parsed_body = parsed
         for family in _FAMILIES:
             if family.matches(path):
                 response: Response = await family.handle(state, request, raw)
                 await self._send(request, response, parsed, scope, receive, send)
                 return
-        protocol: Protocol = "compatible" if path.startswith("/compatible-mode/") else "native"
-        try:
-            if path not in (NATIVE_TEXT_PATH, COMPATIBLE_PATH):
-                raise ApiError(404, "NotFound", f"Not found: {path}", compat_code="not_found")
-            if request.method != "POST":
-                raise ApiError(
-                    405,
-                    "MethodNotAllowed",
-                    f"Method {request.method} is not allowed; use POST.",
-                    compat_code="method_not_allowed",
-                    headers={"allow": "POST"},
-                )
-        except ApiError as error:
-            body = render_json(error.body(protocol, request_id))
-            response = _finish(state, error.status, body, error.headers, None)
-            await self._send(request, response, parsed, scope, receive, send)
-            return
-        admission = await admit(state, request, protocol)
-        async with admission:  # the in-flight slot is held until the response has been sent
-            if admission.response is not None:
-                response = admission.response
-            else:
-                response = _text_answer(state, request, admission, parsed)
-            await self._send(request, response, parsed, scope, receive, send)
+        error = ServiceError(404, "NotFound", f"Not found: {path}", compat_code="not_found")
+        await self._send_error(request, error, protocol, parsed, scope, receive, send)
+
+    async def _send_error(
+        self,
+        request: Request,
+        error: ServiceError,
+        protocol: Protocol,
+        parsed: tuple[bool, Any],
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        body = render_json(error.body(protocol, request.state.request_id))
+        response = finish_response(self._state, error.status, body, error.headers, None)
+        await self._send(request, response, parsed, scope, receive, send)
 
     async def _send(
         self,
@@ -116,15 +110,10 @@ class _Endpoint:
         await response(scope, receive, send)
 
 
-# Each other endpoint family lives in a module exposing ``matches(path) -> bool`` and
-# ``async handle(state, request, raw_body) -> Response``.
-_FAMILIES = (_multimodal, _batch)
+def create_app(state: ServerState) -> Starlette:
+    """Build the ASGI application serving every endpoint family from ``state``.
 
-
-def create_app(state: _ServerState) -> Starlette:
-    """Build the ASGI application serving both embedding protocols from ``state``.
-
-    Every request is answered with JSON (unknown paths 404, wrong methods 405) and recorded in
-    ``state`` just before its response is sent.
+    Every request is answered with JSON (unknown paths 404, wrong methods 405, bodies over the
+    bound 413) and recorded in ``state`` just before its response is sent.
     """
     return Starlette(routes=[Route("/{path:path}", _Endpoint(state))])

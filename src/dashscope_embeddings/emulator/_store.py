@@ -1,6 +1,6 @@
 """Shared state and helpers of the files, Batch API and asynchronous task endpoints.
 
-One :class:`Store` per emulator lives in ``_ServerState.extensions["batch"]``; it is created
+One :class:`Store` per emulator lives in ``ServerState.extensions["batch"]``; it is created
 under the server state's lock on first use and guarded afterwards by its own re-entrant lock,
 which the server's event loop (request handlers) and the caller's threads (the controller)
 both take. The clock is ``time.time()`` plus an offset the controller can advance, so tests can
@@ -14,15 +14,14 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from dashscope_embeddings.emulator._app import ApiError, _authorized, _invalid_api_key
-
-if TYPE_CHECKING:
-    from dashscope_embeddings.emulator import _ServerState
+from dashscope_embeddings.emulator._errors import ServiceError, invalid_api_key
+from dashscope_embeddings.emulator._gateway import bearer_key_accepted
+from dashscope_embeddings.emulator._state import ServerState
 
 __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
@@ -198,7 +197,7 @@ class Store:
         return time.time() + self.offset
 
 
-def get_store(state: _ServerState) -> Store:
+def get_store(state: ServerState) -> Store:
     """The store of ``state``, created on first use."""
     with state.lock:
         store = state.extensions.get(_EXTENSION_KEY)
@@ -215,27 +214,27 @@ def json_response(
     return JSONResponse(payload, status_code=status, headers=headers)
 
 
-def error_response(error: ApiError, request: Request, protocol: str) -> JSONResponse:
+def error_response(error: ServiceError, request: Request, protocol: str) -> JSONResponse:
     """``error`` in the shape of ``protocol`` ("native" or "compatible")."""
     request_id: str = request.state.request_id
     body = error.body("native" if protocol == "native" else "compatible", request_id)
     return JSONResponse(body, status_code=error.status, headers=dict(error.headers))
 
 
-def require_auth(state: _ServerState, request: Request) -> None:
+def require_auth(state: ServerState, request: Request) -> None:
     """Raise the 401 ``InvalidApiKey`` error unless the request carries an accepted key."""
-    if not _authorized(request, state.api_key):
-        raise _invalid_api_key()
+    if not bearer_key_accepted(request, state.api_key):
+        raise invalid_api_key()
 
 
-def not_found(message: str) -> ApiError:
+def not_found(message: str) -> ServiceError:
     """A 404 for an unknown file, batch or path (compatible code ``not_found``)."""
-    return ApiError(404, "NotFound", message, compat_code="not_found")
+    return ServiceError(404, "NotFound", message, compat_code="not_found")
 
 
-def method_not_allowed(method: str, allowed: str) -> ApiError:
+def method_not_allowed(method: str, allowed: str) -> ServiceError:
     """A 405 for a known path with the wrong method."""
-    return ApiError(
+    return ServiceError(
         405,
         "MethodNotAllowed",
         f"Method {method} is not allowed; use {allowed}.",

@@ -28,23 +28,16 @@ import hmac
 import json
 import math
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dashscope_embeddings._registry import MODELS
 from dashscope_embeddings.emulator import _lexical
-from dashscope_embeddings.emulator._app import (
-    ApiError,
-    _bad_request,
-    _choice,
-    _dense,
-    _dimension,
-    _Job,
-    _order,
-    inspect_texts,
-)
+from dashscope_embeddings.emulator._errors import ServiceError, bad_request
+from dashscope_embeddings.emulator._gateway import inspect_texts
+from dashscope_embeddings.emulator._state import ServerState
 from dashscope_embeddings.emulator._store import (
     Store,
     Task,
@@ -52,9 +45,13 @@ from dashscope_embeddings.emulator._store import (
     method_not_allowed,
     not_found,
 )
-
-if TYPE_CHECKING:
-    from dashscope_embeddings.emulator import _ServerState
+from dashscope_embeddings.emulator._text import (
+    TextJob,
+    checked_dimension,
+    choice,
+    dense_values,
+)
+from dashscope_embeddings.emulator._vectors import response_order
 
 __all__ = ["RESULT_PREFIX", "TASKS_PATH", "create_task", "handle", "handle_result", "refresh_all"]
 
@@ -76,34 +73,35 @@ def _format_time(at: float) -> str:
 
 
 def _run(
-    state: _ServerState, spec_name: str, texts: tuple[str, ...], text_type: str, dimension: int
+    state: ServerState, spec_name: str, texts: tuple[str, ...], text_type: str, dimension: int
 ) -> tuple[bytes, int]:
-    """The gzip'd result file and the billed tokens; raises ``ApiError`` for bad input."""
+    """The gzip'd result file and the billed tokens; raises ``ServiceError`` for bad input."""
     spec = MODELS[spec_name]
     if not texts:
-        raise _bad_request("The input file is empty.")
+        raise bad_request("The input file is empty.")
     if len(texts) > spec.max_batch_size:
-        raise _bad_request(
+        raise bad_request(
             f"The input file has {len(texts)} lines, more than the limit of {spec.max_batch_size}."
         )
     analyses = [_lexical.analyze(text) for text in texts]
     for number, analysis in enumerate(analyses, start=1):
         if not 1 <= analysis.token_count <= spec.max_tokens_per_input:
-            raise _bad_request(
-                f"Line {number}: Range of input length should be [1, {spec.max_tokens_per_input}]"
-            )
+            limit = spec.max_tokens_per_input
+            raise bad_request(f"Line {number}: Range of input length should be [1, {limit}]")
     inspect_texts(state, list(texts))
-    job = _Job(spec=spec, texts=texts, analyses=analyses, dimension=dimension, text_type=text_type)
+    job = TextJob(
+        spec=spec, texts=texts, analyses=analyses, dimension=dimension, text_type=text_type
+    )
     lines = [
-        json.dumps({"embedding": _dense(job, analyses[i]), "text_index": i})
-        for i in _order(len(analyses), state.seed, state.shuffle)
+        json.dumps({"embedding": dense_values(job, analyses[i]), "text_index": i})
+        for i in response_order(len(analyses), state.seed, state.shuffle)
     ]
     data = gzip.compress(("\n".join(lines) + "\n").encode("utf-8"), mtime=0)
     return data, sum(a.token_count for a in analyses)
 
 
 def create_task(
-    state: _ServerState, store: Store, body: Json, *, async_header: bool, request_id: str
+    state: ServerState, store: Store, body: Json, *, async_header: bool, request_id: str
 ) -> tuple[int, Json, dict[str, str]] | None:
     """Create an asynchronous task as the service's create call would.
 
@@ -112,7 +110,7 @@ def create_task(
     task. Authentication, faults and the JSON parsing stay with the caller.
 
     Raises:
-        ApiError: For a malformed body (native shape, 400 ``InvalidParameter``).
+        ServiceError: For a malformed body (native shape, 400 ``InvalidParameter``).
     """
     model = body.get("model")
     spec = MODELS.get(model) if isinstance(model, str) else None
@@ -121,14 +119,14 @@ def create_task(
     inp = body.get("input")
     url = inp.get("url") if isinstance(inp, dict) else None
     if not isinstance(url, str) or not url.strip():
-        raise _bad_request("Required parameter 'input.url' missing or invalid.")
+        raise bad_request("Required parameter 'input.url' missing or invalid.")
     params = body.get("parameters")
     if params is None:
         params = {}
     if not isinstance(params, dict):
-        raise _bad_request("Parameter 'parameters' should be an object.")
-    text_type = _choice(params.get("text_type"), ("query", "document"), "document", "text_type")
-    dimension = _dimension(spec, params.get("dimension"))
+        raise bad_request("Parameter 'parameters' should be an object.")
+    text_type = choice(params.get("text_type"), ("query", "document"), "document", "text_type")
+    dimension = checked_dimension(spec, params.get("dimension"))
     with store.lock:
         texts = store.urls.get(url)
         result: bytes | None = None
@@ -141,7 +139,7 @@ def create_task(
         else:
             try:
                 result, tokens = _run(state, spec.name, texts, text_type, dimension)
-            except ApiError as error:
+            except ServiceError as error:
                 failure = (error.code or "InvalidParameter", error.message)
         task = Task(
             id=str(uuid.uuid4()),
@@ -229,7 +227,7 @@ def _cancel(store: Store, request: Request, task_id: str) -> Response:
         task = store.tasks.get(task_id)
         if task is None or _status(store, task) != "PENDING":
             # The wording and code are the emulator's choice (not in the reference).
-            raise ApiError(
+            raise ServiceError(
                 400,
                 "UnsupportedOperation",
                 "Failed to cancel the task, please confirm if the task is in PENDING status.",
@@ -245,7 +243,7 @@ def _int_param(request: Request, name: str, default: int, maximum: int) -> int:
     except ValueError:
         value = 0
     if not 1 <= value <= maximum:
-        raise _bad_request(f"Parameter '{name}' should be an integer in [1, {maximum}].")
+        raise bad_request(f"Parameter '{name}' should be an integer in [1, {maximum}].")
     return value
 
 
@@ -256,7 +254,7 @@ def _time_param(request: Request, name: str) -> float | None:
     try:
         moment = datetime.datetime.strptime(raw, "%Y%m%d%H%M%S").replace(tzinfo=_TZ)
     except ValueError:
-        raise _bad_request(f"Parameter '{name}' should be formatted YYYYMMDDhhmmss.") from None
+        raise bad_request(f"Parameter '{name}' should be formatted YYYYMMDDhhmmss.") from None
     return moment.timestamp()
 
 
@@ -294,11 +292,11 @@ def _list(store: Store, request: Request) -> Response:
     )
 
 
-def handle(state: _ServerState, store: Store, request: Request) -> Response:  # noqa: ARG001
+def handle(state: ServerState, store: Store, request: Request) -> Response:  # noqa: ARG001
     """Answer one authenticated request under ``/api/v1/tasks``.
 
     Raises:
-        ApiError: For every error answer (the caller renders it in the native shape).
+        ServiceError: For every error answer (the caller renders it in the native shape).
     """
     rest = request.url.path[len(TASKS_PATH) :].strip("/")
     segments = rest.split("/") if rest else []

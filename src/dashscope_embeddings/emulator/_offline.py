@@ -23,13 +23,14 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from dashscope_embeddings.emulator import _batches, _files, _tasks
-from dashscope_embeddings.emulator._app import ApiError
+from dashscope_embeddings.emulator._errors import ServiceError
+from dashscope_embeddings.emulator._state import ServerState
 from dashscope_embeddings.emulator._store import (
     LineFailure,
     error_response,
@@ -37,9 +38,6 @@ from dashscope_embeddings.emulator._store import (
     not_found,
     require_auth,
 )
-
-if TYPE_CHECKING:
-    from dashscope_embeddings.emulator import _ServerState
 
 __all__ = ["BatchController", "BatchCounters", "controller", "create_task", "handle", "matches"]
 
@@ -57,7 +55,7 @@ def matches(path: str) -> bool:
     return any(_under(path, p) for p in _PREFIXES) or path.startswith(_tasks.RESULT_PREFIX)
 
 
-async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:
+async def handle(state: ServerState, request: Request, raw: bytes) -> Response:
     """Answer one request on a path for which :func:`matches` is true."""
     store = get_store(state)
     path = request.url.path
@@ -73,12 +71,12 @@ async def handle(state: _ServerState, request: Request, raw: bytes) -> Response:
         if _under(path, _tasks.TASKS_PATH):
             return _tasks.handle(state, store, request)
         raise not_found(f"Not found: {path}")
-    except ApiError as error:
+    except ServiceError as error:
         return error_response(error, request, protocol)
 
 
 def create_task(
-    state: _ServerState, body: Json, *, async_header: bool, request_id: str
+    state: ServerState, body: Json, *, async_header: bool, request_id: str
 ) -> tuple[int, Json, dict[str, str]] | None:
     """Answer the create call of an asynchronous task ([ref 7a]), for the native text path.
 
@@ -87,7 +85,7 @@ def create_task(
     ``(200, {"request_id", "output": {"task_id", "task_status": "PENDING"}}, {})``.
 
     Raises:
-        ApiError: 400 ``InvalidParameter`` for a malformed body (render it natively).
+        ServiceError: 400 ``InvalidParameter`` for a malformed body (render it natively).
     """
     return _tasks.create_task(
         state, get_store(state), body, async_header=async_header, request_id=request_id
@@ -141,7 +139,7 @@ class BatchController:
     ...     emu.batch.expire_next(completed_fraction=0.5)
     """
 
-    def __init__(self, state: _ServerState) -> None:
+    def __init__(self, state: ServerState) -> None:
         self._state = state
         self._store = get_store(state)
 
@@ -307,7 +305,7 @@ class BatchController:
             The create answer, ``{"request_id", "output": {"task_id", "task_status"}}``.
 
         Raises:
-            ApiError: If the body is malformed (as the service would answer 400).
+            ServiceError: If the body is malformed (as the service would answer 400).
             ValueError: If the model is not an asynchronous task model.
         """
         request_id = str(uuid.uuid4())
@@ -340,6 +338,6 @@ class BatchController:
         self._store.reset()
 
 
-def controller(state: _ServerState) -> BatchController:
+def controller(state: ServerState) -> BatchController:
     """The controller of ``state``'s files, batches and tasks."""
     return BatchController(state)
