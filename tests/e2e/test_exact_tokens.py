@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,18 +25,11 @@ LIMIT = 8192
 
 
 @pytest.fixture
-def qwen_emulator(emulator: Emulator, monkeypatch: pytest.MonkeyPatch) -> Iterator[Emulator]:
-    """The emulator limiting and billing by ``_lexical.count_tokens`` (the Qwen count).
-
-    Its ``analyze`` still counts words; this fixture makes the analysis carry the same count as
-    ``count_tokens``, as the service's tokenizer would.
-    """
-    original = _lexical.analyze
-
-    def analyze(text: str) -> _lexical.Analysis:
-        return dataclasses.replace(original(text), token_count=_lexical.count_tokens(text))
-
-    monkeypatch.setattr(_lexical, "analyze", analyze)
+def qwen_emulator(emulator: Emulator) -> Iterator[Emulator]:
+    """The emulator, which limits and bills by the Qwen count when the extra is installed."""
+    sample = "嵌入模型把文本变成向量。Embeddings turn text into vectors: 3.14159, 🙂."
+    assert EXACT is not None
+    assert _lexical.analyze(sample).token_count == EXACT(sample)
     yield emulator
 
 

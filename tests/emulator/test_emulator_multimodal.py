@@ -287,8 +287,8 @@ def test_dimensions(emu: Emulator, client: httpx.Client, spec: ModelSpec) -> Non
 @pytest.mark.parametrize("spec", MULTIMODAL, ids=lambda s: s.name)
 def test_text_token_limit(emu: Emulator, client: httpx.Client, spec: ModelSpec) -> None:
     limit = spec.max_tokens_per_input
-    ok(post(client, emu, body(spec, [{"text": "w " * limit}])))
-    message = error(post(client, emu, body(spec, [{"text": "w " * (limit + 1)}])), 400)
+    ok(post(client, emu, body(spec, [{"text": " ".join(["w"] * limit)}])))
+    message = error(post(client, emu, body(spec, [{"text": " ".join(["w"] * (limit + 1))}])), 400)
     assert message == f"Range of input length should be [1, {limit}]"
 
 
@@ -517,7 +517,7 @@ def test_one_peace_shape_and_options(emu: Emulator, client: httpx.Client) -> Non
     long_text = "w " * (ONE_PEACE.max_tokens_per_input + 5)
     error(post(client, emu, body(ONE_PEACE, [{"text": long_text}])), 400)
     truncated = ok(post(client, emu, body(ONE_PEACE, [{"text": long_text}], auto_truncation=True)))
-    exact = "w " * ONE_PEACE.max_tokens_per_input
+    exact = " ".join(["w"] * ONE_PEACE.max_tokens_per_input)
     assert (
         truncated["output"] == ok(post(client, emu, body(ONE_PEACE, [{"text": exact}])))["output"]
     )

@@ -453,7 +453,7 @@ def _text_atom(value: Any, where: str, context: _Context) -> _Atom:
     analysis = _lexical.analyze(value)
     if analysis.token_count > limit and context.auto_truncation:
         # [ref 3.1] one-peace auto_truncation: cut the text instead of failing.
-        analysis = _lexical.analyze(" ".join(_lexical.tokenize(value)[:limit]))
+        analysis = _lexical.analyze(_lexical.truncate_tokens(value, limit))
     if not 1 <= analysis.token_count <= limit:
         # Same wording as the text endpoints ([UNCONFIRMED] for embeddings, [ref 5.2]). The registry
         # notes an older page saying multimodal-embedding-v1 truncates; the emulator rejects.
