@@ -7,6 +7,7 @@ import asyncio
 import gc
 import time
 import typing
+import weakref
 
 import httpx
 import pytest
@@ -349,3 +350,27 @@ def test_async_shared_pool_closes_with_the_last_client(
         assert closed == opened
 
     asyncio.run(main())
+
+
+# --- per-loop state ends with its loop -----------------------------------------------------
+
+
+@pytest.mark.parametrize("adapter", ["langchain", "llama_index"])
+def test_an_adapter_keeps_no_finished_event_loop(emulator_env: Emulator, adapter: str) -> None:
+    embedder: typing.Any = (
+        DashScopeEmbeddings(model="text-embedding-v4")
+        if adapter == "langchain"
+        else DashScopeEmbedding(model_name="text-embedding-v4")
+    )
+    embed = embedder.aembed_query if adapter == "langchain" else embedder.aget_query_embedding
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def once() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await embed("a b c")
+
+    for _ in range(50):
+        asyncio.run(once())
+    gc.collect()
+    alive = sum(ref() is not None for ref in loops)
+    assert alive == 0, f"{alive} of 50 finished event loops are still alive"
