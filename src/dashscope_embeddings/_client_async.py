@@ -101,8 +101,9 @@ class AsyncConnections(Shared):
         pool = self.pools.get(loop)
         if pool is not None:
             return pool.http
-        for ended in [other for other in self.pools if other.is_closed()]:
-            del self.pools[ended]  # ended without shutting down its async generators
+        for other in list(self.pools):  # a copy: other threads may run loops of their own
+            if other.is_closed():  # ended without shutting down its async generators
+                self.pools.pop(other, None)
         http = httpx.AsyncClient(timeout=httpx.Timeout(None), limits=self._limits)
         # Started here, this generator is registered with the loop, so a loop ended by
         # asyncio.run closes its pool (and drops its entry) instead of leaking them.
@@ -119,7 +120,7 @@ class AsyncConnections(Shared):
         finally:
             pool = self.pools.get(loop)
             if pool is not None and pool.http is http:
-                del self.pools[loop]
+                self.pools.pop(loop, None)
             await http.aclose()
 
     async def close_running(self) -> None:
