@@ -11,7 +11,6 @@ latest when a pool is opened for a later loop).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 import typing
 import weakref
@@ -480,8 +479,10 @@ class AsyncDashScopeClient(ClientBase[AsyncConnections, AsyncPacing]):
 
     def __del__(self) -> None:
         # No I/O here: pools close as their loops shut down; only let go of the shared ones.
-        with contextlib.suppress(Exception):  # best effort during garbage collection
+        try:  # noqa: SIM105 (no module globals needed: this may run at interpreter exit)
             self._release()
+        except Exception:  # best effort during garbage collection
+            pass
 
     async def __aenter__(self) -> AsyncDashScopeClient:
         """Start of ``async with``: the client itself, closed when the block ends."""

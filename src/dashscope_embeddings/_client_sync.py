@@ -6,7 +6,6 @@ Everything else is in ``_client_base.py``; the async twin is ``_client_async.py`
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import threading
 import time
 import typing
@@ -498,8 +497,10 @@ class DashScopeClient(ClientBase[SyncConnections, SyncPacing]):
 
     def __del__(self) -> None:
         # An adapter's client is rarely closed by hand: release its sockets when it goes away.
-        with contextlib.suppress(Exception):  # best effort during garbage collection
+        try:  # noqa: SIM105 (no module globals needed: this may run at interpreter exit)
             self._let_go(wait=False)
+        except Exception:  # best effort during garbage collection
+            pass
 
     def __enter__(self) -> DashScopeClient:
         """Start of ``with``: the client itself, closed when the block ends."""
