@@ -185,6 +185,8 @@ class ClientBase(typing.Generic[ConnectionsT, PacingT]):
             self._usage = _share.usage
             self._pacing = _share.pacing.hold() if _share.pacing else self._new_pacing()
             self._connections = _share.connections.hold()
+        self._controller: ConcurrencyController = self._pacing.controller
+        self._rates: tuple[RateBudget | None, RateBudget | None] = self._pacing.rates
         self._released = False
 
     # --- what each shell provides -------------------------------------------------------
@@ -263,14 +265,6 @@ class ClientBase(typing.Generic[ConnectionsT, PacingT]):
         )
 
     # --- settings and usage -------------------------------------------------------------
-
-    @property
-    def _controller(self) -> ConcurrencyController:
-        return self._pacing.controller
-
-    @property
-    def _rates(self) -> tuple[RateBudget | None, RateBudget | None]:
-        return self._pacing.rates
 
     @property
     def concurrency_limit(self) -> int:
