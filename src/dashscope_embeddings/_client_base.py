@@ -183,7 +183,8 @@ class ClientBase(typing.Generic[ConnectionsT, PacingT]):
             self._connections = self._open(http_client)
         else:
             self._usage = _share.usage
-            self._pacing = _share.pacing.hold() if _share.pacing else self._new_pacing()
+            pacing = _share.pacing
+            self._pacing = pacing.hold() if pacing is not None else self._new_pacing()
             self._connections = _share.connections.hold()
         self._controller: ConcurrencyController = self._pacing.controller
         self._rates: tuple[RateBudget | None, RateBudget | None] = self._pacing.rates
