@@ -112,16 +112,6 @@ class SyncLimiter:
         self._in_use = 0
         self._cond = threading.Condition()
 
-    @property
-    def limit(self) -> int:
-        """The current bound."""
-        return self.controller.limit
-
-    @property
-    def in_use(self) -> int:
-        """Permits held right now."""
-        return self._in_use
-
     def __enter__(self) -> None:
         with self._cond:
             while self._in_use >= self.controller.limit:
@@ -141,16 +131,6 @@ class AsyncLimiter:
         self.controller = controller
         self._in_use = 0
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-
-    @property
-    def limit(self) -> int:
-        """The current bound."""
-        return self.controller.limit
-
-    @property
-    def in_use(self) -> int:
-        """Permits held right now."""
-        return self._in_use
 
     def _wake(self) -> None:
         while self._waiters and self._in_use < self.controller.limit:

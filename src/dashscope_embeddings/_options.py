@@ -13,6 +13,8 @@ Per-call transport overrides (``extra_headers``, ``timeout``, ``max_retries``) a
 
 from __future__ import annotations
 
+import re
+import textwrap
 import typing
 from dataclasses import dataclass
 
@@ -35,6 +37,7 @@ __all__ = [
     "NotGiven",
     "RequestOptions",
     "TimeoutTypes",
+    "options_doc",
     "validate_settings",
 ]
 
@@ -225,3 +228,29 @@ class RequestOptions:
             or self.max_retries < 0
         ):
             raise ConfigurationError(f"max_retries must be an int >= 0, got {self.max_retries!r}")
+
+
+def _rst(markdown: str) -> str:
+    """README's inline code (single backticks) as reStructuredText's (double)."""
+    return re.sub(r"(?<!`)`([^`]+)`(?!`)", r"``\1``", markdown)
+
+
+def options_doc(*, indent: int = 0, width: int = 96) -> str:
+    """Every field of :class:`ClientSettings` as a docstring list, from the field descriptions.
+
+    The core clients' docstrings are rendered from this, so they list every option once, as
+    it is defined.
+    """
+    pad = " " * indent
+    lines: list[str] = []
+    for name, info in ClientSettings.model_fields.items():
+        default = info.get_default(call_default_factory=False)
+        head = f"``{name}`` (default ``{default!r}``): " if default is not None else f"``{name}``: "
+        lines += textwrap.wrap(
+            head + _rst(info.description or ""),
+            width=width,
+            initial_indent=pad + "- ",
+            subsequent_indent=pad + "  ",
+            break_on_hyphens=False,
+        )
+    return "\n".join(lines)

@@ -20,6 +20,7 @@ import concurrent.futures
 import itertools
 import typing
 from collections.abc import (
+    AsyncGenerator,
     AsyncIterable,
     AsyncIterator,
     Awaitable,
@@ -216,7 +217,7 @@ async def astream(
     window: int,
     numpy: bool,
     on_error: OnError,
-) -> AsyncIterator[StreamPart]:
+) -> AsyncGenerator[StreamPart, None]:
     """Async :func:`stream`: parts are tasks on the running loop."""
     _check(part_size, window, numpy, on_error)
     pending: collections.deque[tuple[int, asyncio.Task[Result]]] = collections.deque()

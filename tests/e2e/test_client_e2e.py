@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import threading
 import time
 import typing
+import weakref
 
 import httpx
 import pytest
@@ -369,7 +371,7 @@ def test_async_client_survives_several_event_loops(emulator: Emulator) -> None:
 
     async def go() -> int:
         result = await client.embed_texts(["a b c"])
-        pools.append(client._states[asyncio.get_running_loop()].http)
+        pools.append(await client._connections.http())
         return len(result.embeddings or [])
 
     assert asyncio.run(go()) == 1
@@ -445,3 +447,20 @@ def test_two_clients_with_different_keys_side_by_side() -> None:
             a.usage.total_tokens == ra.usage.total_tokens
             and b.usage.total_tokens == rb.usage.total_tokens
         )
+
+
+def test_finished_event_loops_are_collected(emulator: Emulator) -> None:
+    """Per-loop state ends with its loop: 300 ``asyncio.run`` leave no closed loop behind."""
+    client = AsyncDashScopeClient(TEST_KEY, base_url=emulator.url)
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def once() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await client.embed_texts(["a b c"])
+
+    for _ in range(300):
+        asyncio.run(once())
+    gc.collect()
+    alive = sum(ref() is not None for ref in loops)
+    assert alive == 0, f"{alive} of 300 finished event loops are still alive"
+    assert client.usage.requests == 300

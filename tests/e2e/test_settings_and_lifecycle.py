@@ -4,7 +4,10 @@ injected clients keeping their timeout, and the per-call escape hatches."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import typing
+import weakref
 
 import httpx
 import pytest
@@ -253,3 +256,121 @@ def test_region_passed_over_is_warned_about() -> None:
 def test_old_batch_enum_names_only_models_that_exist() -> None:
     for member in DashScopeBatchTextEmbeddingModels:
         assert MODELS[member.value].endpoint == "async_task"
+
+
+# --- a with_options copy shares connections by reference count ----------------------------
+
+
+def _record_closes(monkeypatch: pytest.MonkeyPatch, cls: type[typing.Any], name: str) -> list[int]:
+    """Patch ``cls.name`` (close / aclose) to record the id of each instance it closes."""
+    closed: list[int] = []
+    original = getattr(cls, name)
+    if asyncio.iscoroutinefunction(original):
+
+        async def aclose(self: typing.Any) -> None:
+            closed.append(id(self))
+            await original(self)
+
+        monkeypatch.setattr(cls, name, aclose)
+    else:
+
+        def close(self: typing.Any) -> None:
+            closed.append(id(self))
+            original(self)
+
+        monkeypatch.setattr(cls, name, close)
+    return closed
+
+
+def test_with_options_copy_outlives_its_collected_parent(emulator: Emulator) -> None:
+    quick = DashScopeClient(TEST_KEY, base_url=emulator.url).with_options(max_retries=0)
+    gc.collect()  # the parent is gone: its __del__ ran
+    assert not quick.closed
+    assert quick.embed_texts(["x"]).embeddings is not None
+    quick.close()
+
+
+def test_async_with_options_copy_outlives_its_collected_parent(emulator: Emulator) -> None:
+    async def main() -> int:
+        quick = AsyncDashScopeClient(TEST_KEY, base_url=emulator.url).with_options(max_retries=0)
+        gc.collect()
+        assert not quick.closed
+        result = await quick.embed_texts(["x"])
+        await quick.aclose()
+        return len(result.embeddings or [])
+
+    assert asyncio.run(main()) == 1
+
+
+def test_shared_connections_close_with_the_last_client(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[int] = []
+    original_init = httpx.Client.__init__
+
+    def init(self: httpx.Client, *args: typing.Any, **kwargs: typing.Any) -> None:
+        opened.append(id(self))
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.Client, "__init__", init)
+    closed = _record_closes(monkeypatch, httpx.Client, "close")
+    parent = DashScopeClient(TEST_KEY, base_url=emulator.url)
+    copy = parent.with_options(timeout=30)
+    parent.embed_texts(["x"])
+    parent.close()
+    assert closed == [] and not copy.closed  # the copy still holds the connections
+    copy.embed_texts(["y"])
+    assert len(opened) == 1  # one pool, shared
+    copy.close()
+    assert closed == opened  # closed once, by the last of the two
+
+
+def test_async_shared_pool_closes_with_the_last_client(
+    emulator: Emulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[int] = []
+    original_init = httpx.AsyncClient.__init__
+
+    def init(self: httpx.AsyncClient, *args: typing.Any, **kwargs: typing.Any) -> None:
+        opened.append(id(self))
+        original_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", init)
+    closed = _record_closes(monkeypatch, httpx.AsyncClient, "aclose")
+
+    async def main() -> None:
+        parent = AsyncDashScopeClient(TEST_KEY, base_url=emulator.url)
+        copy = parent.with_options(timeout=30)
+        await parent.embed_texts(["x"])
+        await parent.aclose()
+        assert closed == [] and not copy.closed
+        await copy.embed_texts(["y"])
+        assert len(opened) == 1  # the loop's one pool, shared
+        await copy.aclose()
+        assert closed == opened
+
+    asyncio.run(main())
+
+
+# --- per-loop state ends with its loop -----------------------------------------------------
+
+
+@pytest.mark.parametrize("adapter", ["langchain", "llama_index"])
+def test_an_adapter_keeps_no_finished_event_loop(emulator_env: Emulator, adapter: str) -> None:
+    embedder: typing.Any = (
+        DashScopeEmbeddings(model="text-embedding-v4")
+        if adapter == "langchain"
+        else DashScopeEmbedding(model_name="text-embedding-v4")
+    )
+    embed = embedder.aembed_query if adapter == "langchain" else embedder.aget_query_embedding
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def once() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await embed("a b c")
+
+    for _ in range(50):
+        asyncio.run(once())
+    gc.collect()
+    alive = sum(ref() is not None for ref in loops)
+    assert alive == 0, f"{alive} of 50 finished event loops are still alive"

@@ -133,7 +133,7 @@ def test_rpm_budget_holds_at_the_emulator(monkeypatch: pytest.MonkeyPatch) -> No
 
     monkeypatch.setattr("dashscope_embeddings._transport._wait", pace)
     monkeypatch.setattr(
-        "dashscope_embeddings._client.RateWindow",
+        "dashscope_embeddings._client_base.RateWindow",
         lambda per_minute: RateWindow(per_minute, window_s=0.32),
     )
     with Emulator(api_key=TEST_KEY, rpm=6, quota_window_s=0.3) as emu:
