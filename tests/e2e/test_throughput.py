@@ -150,9 +150,10 @@ def test_rpm_budget_holds_at_the_emulator(monkeypatch: pytest.MonkeyPatch) -> No
 def test_packing_respects_a_per_request_token_limit(emulator: Emulator) -> None:
     spec = get_model_spec("text-embedding-v4", max_tokens_per_request=40)
     names = ["alpha", "bravo", "cat", "delta", "echo", "fox", "golf", "hotel", "india", "joy", "kilo", "lima"]
-    counts = (10, 10, 10, 30, 5, 5, 5, 5, 5, 5, 5, 5)  # estimated tokens (one per word)
+    counts = (10, 10, 10, 30, 5, 5, 5, 5, 5, 5, 5, 5)  # tokens, counted one per word below
     texts = [" ".join([name] * n) for name, n in zip(names, counts, strict=True)]
-    with DashScopeClient(TEST_KEY, base_url=emulator.url) as client:
+    words = lambda text: len(text.split())  # noqa: E731
+    with DashScopeClient(TEST_KEY, base_url=emulator.url, token_counter=words) as client:
         result = client.embed_texts(texts, model=spec)
     sent = sorted((b["input"]["texts"] for b in sent_bodies(emulator)), key=lambda t: texts.index(t[0]))
     assert [len(t) for t in sent] == [3, 3, 6] and len(result.embeddings) == 12

@@ -14,7 +14,7 @@ import typing
 import pytest
 import typing_extensions
 
-from dashscope_embeddings import AsyncDashScopeClient, ClientSettings, DashScopeClient
+from dashscope_embeddings import AsyncDashScopeClient, ClientSettings, DashScopeClient, _namespaces
 
 # sync name -> async name, where they differ
 RENAMED = {
@@ -26,7 +26,12 @@ RENAMED = {
 # dunders that are part of the public surface
 DUNDERS = ("__init__", "__enter__", "__exit__", "__aenter__", "__aexit__")
 
-PAIRS: list[tuple[type, type]] = [(DashScopeClient, AsyncDashScopeClient)]
+PAIRS: list[tuple[type, type]] = [
+    (DashScopeClient, AsyncDashScopeClient),
+    (_namespaces.Files, _namespaces.AsyncFiles),
+    (_namespaces.Batches, _namespaces.AsyncBatches),
+    (_namespaces.Tasks, _namespaces.AsyncTasks),
+]
 
 
 def _unasync(text: str) -> str:
