@@ -17,7 +17,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from dashscope_embeddings.emulator import _batch, _multimodal
+from dashscope_embeddings.emulator import _batch, _file_tasks, _multimodal
 from dashscope_embeddings.emulator._app import (
     COMPATIBLE_PATH,
     NATIVE_TEXT_PATH,
@@ -93,6 +93,8 @@ class _Endpoint:
         async with admission:  # the in-flight slot is held until the response has been sent
             if admission.response is not None:
                 response = admission.response
+            elif _file_tasks.wanted(request, parsed):
+                response = await _file_tasks.create(state, admission, parsed)
             else:
                 response = _text_answer(state, request, admission, parsed)
             await self._send(request, response, parsed, scope, receive, send)
