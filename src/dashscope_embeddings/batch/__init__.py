@@ -38,6 +38,7 @@ Not covered: text-embedding-async-v1 / v2 (the native asynchronous task, which r
 from a public URL rather than an uploaded file).
 """
 
+from dashscope_embeddings.batch._file_task import FileTaskJob as FileTaskJob
 from dashscope_embeddings.batch._job import AsyncBatchJob, BatchJob
 from dashscope_embeddings.batch._plan import (
     DEFAULT_MAX_FILE_BYTES,

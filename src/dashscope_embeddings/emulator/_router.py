@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from dashscope_embeddings.emulator import _multimodal, _offline, _text
+from dashscope_embeddings.emulator import _file_tasks, _multimodal, _offline, _text
 from dashscope_embeddings.emulator._errors import Protocol, ServiceError, request_too_large
 from dashscope_embeddings.emulator._gateway import BodyTooLarge, read_body
 from dashscope_embeddings.emulator._responses import (
@@ -69,6 +69,10 @@ class _Endpoint:
             return
         parsed = _text.parse_json(raw)
         request.state.parsed_body = parsed
+        if path == _text.NATIVE_TEXT_PATH and _file_tasks.wanted(request, parsed):
+            task_created = await _file_tasks.handle(state, request, raw)
+            await self._send(request, task_created, parsed, scope, receive, send)
+            return
         for family in _FAMILIES:
             if family.matches(path):
                 response: Response = await family.handle(state, request, raw)

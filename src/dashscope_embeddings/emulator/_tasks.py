@@ -61,7 +61,7 @@ TASKS_PATH = "/api/v1/tasks"
 RESULT_PREFIX = "/oss/dashscope-result/"
 _RESULT_NAME = "result.txt.gz"
 _PENDING_END = 0.25
-_LINK_TTL_S = 24 * 3600.0  # expiry of the result link: [UNCONFIRMED] ([ref 7a])
+LINK_TTL_S = 24 * 3600.0  # expiry of the result link: [UNCONFIRMED] ([ref 7a])
 _TZ = datetime.timezone(datetime.timedelta(hours=8))  # the service's Beijing time
 _DEFAULT_PAGE_SIZE = 10
 _MAX_PAGE_SIZE = 100
@@ -195,7 +195,7 @@ def _task_output(store: Store, task: Task, status: str, request: Request) -> tup
         output["end_time"] = _format_time(task.canceled_at)
     usage: Json = {}
     if status == "SUCCEEDED":
-        expires = int(store.now() + _LINK_TTL_S)
+        expires = int(store.now() + LINK_TTL_S)
         base = str(request.base_url).rstrip("/")
         output["url"] = (
             f"{base}{RESULT_PREFIX}{task.id}/{_RESULT_NAME}"

@@ -1,0 +1,617 @@
+"""text-embedding-async-v1 / -v2 file tasks as resumable jobs: :class:`FileTaskJob`.
+
+A file task embeds every line of one UTF-8 text file that the service downloads from a URL (up
+to 100,000 lines of at most 2,048 tokens each) and leaves the vectors in a result file behind a
+signed, expiring link. The job keeps its state in ``state_path`` (JSON, rewritten atomically
+after every step: uploaded, create sent, created, finished, downloaded) and its files in the
+folder ``<state_path>.d`` beside it (the input written by :meth:`FileTaskJob.from_texts`, the
+downloaded result), so a process killed at any moment resumes without creating a second task,
+uploading twice or downloading a result it already holds.
+
+>>> from dashscope_embeddings.batch import FileTaskJob
+>>> job = FileTaskJob.submit("https://example.com/corpus.txt",
+...                          state_path="corpus.task.json")  # doctest: +SKIP
+>>> job.wait(progress=print)  # doctest: +SKIP
+>>> results = job.results()   # doctest: +SKIP
+>>> results.embeddings        # one vector per line, in line order  # doctest: +SKIP
+
+The result link is fetched without the API key (it is signed; the key only goes to the
+configured DashScope host). An expired link is replaced by polling the task again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import typing
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from dashscope_embeddings._client import DashScopeClient
+from dashscope_embeddings._errors import (
+    APIConnectionError,
+    APIStatusError,
+    DashScopeError,
+    InvalidInputError,
+)
+from dashscope_embeddings._registry import get_model_spec
+from dashscope_embeddings._tokens import TokenCounter, estimate_tokens
+from dashscope_embeddings._transport import Answer
+from dashscope_embeddings._types import Usage
+from dashscope_embeddings._usage import usage_for
+from dashscope_embeddings.batch._state import BatchStateError, data_dir, write_atomic
+from dashscope_embeddings.resources import file_tasks, tasks
+from dashscope_embeddings.resources.file_tasks import FileTaskFailure, parse_result_file
+from dashscope_embeddings.resources.tasks import TERMINAL_STATUSES, TaskObject
+
+__all__ = [
+    "FileTaskError",
+    "FileTaskJob",
+    "FileTaskResults",
+    "FileTaskStatus",
+    "IncompleteFileTaskError",
+]
+
+_KIND = "dashscope-embeddings file task"
+_VERSION = 1
+MAX_LINES = 100_000
+FIRST_POLL_S = 1.0
+MAX_POLL_S = 8.0
+_POLL_RETRY_STATUSES = frozenset({503, 504})
+_MAX_POLL_FAILURES = 10
+_MAX_LINK_RENEWALS = 3
+_DOWNLOAD_ATTEMPTS = 4
+_INPUT_NAME = "input.txt"
+_RESULT_NAME = "result.bin"
+_sleep = time.sleep  # every pause of the job goes through this name (tests record them)
+
+
+class FileTaskError(DashScopeError):
+    """A task that ended without a result (``FAILED``, ``CANCELED``, ``UNKNOWN``).
+
+    ``status``, ``code`` and ``message`` are the service's.
+    """
+
+    def __init__(self, task_id: str, status: str, code: str | None, message: str | None):
+        detail = f": {code}: {message}" if code or message else ""
+        super().__init__(f"file task {task_id} ended {status}{detail}")
+        self.task_id = task_id
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class IncompleteFileTaskError(DashScopeError):
+    """``embeddings`` was read while some lines failed (see ``FileTaskResults.failed``)."""
+
+
+@dataclass(frozen=True)
+class FileTaskStatus:
+    """Where a task stands, as last polled (given to ``wait(progress=...)``)."""
+
+    task_id: str
+    status: str
+
+    @property
+    def done(self) -> bool:
+        """Whether the status is final."""
+        return self.status in TERMINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class FileTaskResults:
+    """A finished task's vectors, in input line order.
+
+    Attributes:
+        vectors: One entry per input line: its vector, or ``None`` where the line failed.
+        failed: The failed lines (index, code, message), in line order.
+        usage: The tokens the task billed, priced at the model's rate.
+    """
+
+    vectors: list[list[float] | None]
+    failed: list[FileTaskFailure]
+    usage: Usage
+
+    @property
+    def complete(self) -> bool:
+        """Whether every line has a vector."""
+        return not self.failed
+
+    @property
+    def embeddings(self) -> list[list[float]]:
+        """Every line's vector, in line order.
+
+        Raises:
+            IncompleteFileTaskError: If any line failed (read ``vectors`` / ``failed``).
+        """
+        if self.failed:
+            shown = "; ".join(str(f) for f in self.failed[:5])
+            more = f"; and {len(self.failed) - 5} more" if len(self.failed) > 5 else ""
+            raise IncompleteFileTaskError(
+                f"{len(self.failed)} of {len(self.vectors)} lines failed: {shown}{more}"
+            )
+        return [v for v in self.vectors if v is not None]
+
+
+def _check_texts(texts: Iterable[str], counter: TokenCounter, limit: int) -> list[str]:
+    if isinstance(texts, str):
+        raise InvalidInputError("texts must be an iterable of strings, not one string")
+    checked: list[str] = []
+    for index, text in enumerate(texts):
+        if index >= MAX_LINES:
+            raise InvalidInputError(
+                f"more than {MAX_LINES:,} texts: a file task takes at most {MAX_LINES:,} lines; "
+                "split the corpus across several tasks"
+            )
+        if not isinstance(text, str):
+            raise InvalidInputError(
+                f"text {index} is a {type(text).__name__}, not a str", index=index
+            )
+        if "\n" in text or "\r" in text:
+            raise InvalidInputError(
+                f"text {index} contains a line break; a file task reads one text per line",
+                index=index,
+            )
+        tokens = counter(text)
+        if not text.strip() or tokens < 1:
+            raise InvalidInputError(f"text {index} is empty", index=index)
+        if tokens > limit:
+            raise InvalidInputError(
+                f"text {index} has about {tokens:,} tokens, over the {limit:,} a file task "
+                "line may have",
+                index=index,
+            )
+        checked.append(text)
+    if not checked:
+        raise InvalidInputError("no texts given")
+    return checked
+
+
+class FileTaskJob:
+    """One text-embedding-async-v1 / -v2 task, as a job that survives crashes.
+
+    Create one with :meth:`submit` (a URL you host), :meth:`from_texts` (texts you upload with
+    your own callable) or :meth:`resume`; then :meth:`wait` and :meth:`results`. Close it (or
+    use ``with``) to release a client it created. One job object belongs to one thread.
+    """
+
+    def __init__(
+        self,
+        state: dict[str, typing.Any],
+        path: Path,
+        client: DashScopeClient,
+        owns_client: bool,
+    ) -> None:
+        self._state = state
+        self._path = path
+        self._data = data_dir(path)
+        self._client = client
+        self._owns_client = owns_client
+
+    def __repr__(self) -> str:
+        return (
+            f"FileTaskJob(state_path={str(self._path)!r}, model={self._state['model']!r}, "
+            f"task_id={self._state['task_id']!r}, status={self._state['status']!r})"
+        )
+
+    # --- creation ---------------------------------------------------------------------------
+
+    @classmethod
+    def submit(
+        cls,
+        input_url: str,
+        *,
+        model: str = "text-embedding-async-v2",
+        text_type: str = "document",
+        state_path: str | Path,
+        client: DashScopeClient | None = None,
+        lines: int | None = None,
+    ) -> FileTaskJob:
+        """Save the job, then create the task over the file at ``input_url``.
+
+        Args:
+            input_url: A URL the service can download: UTF-8 text, one text per line.
+            model: ``text-embedding-async-v2`` or ``text-embedding-async-v1``.
+            text_type: ``document`` or ``query``.
+            state_path: Where to keep the job's state; must not exist yet.
+            client: The client to send with; default a new ``DashScopeClient()``, closed by
+                :meth:`close`.
+            lines: The file's line count, when known: the result must then hold exactly
+                that many lines.
+
+        Raises:
+            InvalidInputError: For a bad URL, model or option; nothing is written or sent.
+            BatchStateError: If ``state_path`` already holds something.
+            APIError: If the service refuses the task; the state is kept.
+        """
+        if not isinstance(input_url, str) or not input_url.startswith(("http://", "https://")):
+            raise InvalidInputError(f"input_url must be an http(s) URL, got {input_url!r}")
+        if lines is not None and not 1 <= lines <= MAX_LINES:
+            raise InvalidInputError(f"lines must be in [1, {MAX_LINES:,}], got {lines!r}")
+        state = cls._new_state(model, text_type, lines)
+        state["input_url"] = input_url
+        path = cls._claim(state_path)
+        return cls._start(state, path, client, upload=None)
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Iterable[str],
+        *,
+        upload: Callable[[Path], str],
+        model: str = "text-embedding-async-v2",
+        text_type: str = "document",
+        state_path: str | Path,
+        client: DashScopeClient | None = None,
+        token_counter: TokenCounter | None = None,
+    ) -> FileTaskJob:
+        """Write the texts to a file, upload it with ``upload``, and create the task.
+
+        Every text is checked before anything is written, uploaded or sent: none may be
+        empty, hold a line break, or be over 2,048 tokens (estimated, or counted by
+        ``token_counter``), and there may be at most 100,000. ``upload(path) -> url`` is your
+        own upload (an OSS / S3 presigned upload, a public bucket); it is called once, and
+        never again once its URL is recorded, even across :meth:`resume`.
+
+        Raises:
+            InvalidInputError: For a bad text (its index), option or a non-URL from
+                ``upload``; nothing is sent.
+            BatchStateError: If ``state_path`` already holds something.
+        """
+        spec = get_model_spec(model)
+        limit = spec.max_tokens_per_input or 2048
+        checked = _check_texts(texts, token_counter or estimate_tokens, limit)
+        state = cls._new_state(model, text_type, len(checked))
+        state["upload"] = True
+        path = cls._claim(state_path)
+        folder = data_dir(path)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(folder / _INPUT_NAME, ("\n".join(checked) + "\n").encode("utf-8"))
+        return cls._start(state, path, client, upload=upload)
+
+    @classmethod
+    def resume(
+        cls,
+        state_path: str | Path,
+        client: DashScopeClient | None = None,
+        *,
+        upload: Callable[[Path], str] | None = None,
+        resubmit_unconfirmed: bool = False,
+    ) -> FileTaskJob:
+        """Continue a job from its state: the same task, nothing sent or uploaded twice.
+
+        Args:
+            state_path: The ``state_path`` the job was created with.
+            client: A client for the same region / base URL; default ``DashScopeClient()``.
+            upload: Needed only if a :meth:`from_texts` job stopped before its upload was
+                recorded.
+            resubmit_unconfirmed: A create request may have been sent without its answer
+                being recorded (a crash in that instant). The service's task list cannot say
+                which task is this job's, so by default this raises; ``True`` creates a task
+                again (possibly a second, billed one).
+
+        Raises:
+            BatchStateError: No job at ``state_path``, a damaged one, or an unconfirmed
+                creation (see ``resubmit_unconfirmed``).
+        """
+        path = Path(state_path)
+        try:
+            state = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise BatchStateError(f"no file task state at {path}") from None
+        except ValueError:
+            raise BatchStateError(f"{path} is not a file task's state (not JSON)") from None
+        if not isinstance(state, dict) or state.get("kind") != _KIND:
+            raise BatchStateError(f"{path} is not a file task's state")
+        if state.get("create_started") and not state.get("task_id"):
+            if not resubmit_unconfirmed:
+                raise BatchStateError(
+                    f"{path}: a create request was sent but its answer was not recorded; the "
+                    "task may exist (see your tasks in the console). Pass "
+                    "resubmit_unconfirmed=True to create it again"
+                )
+            state["create_started"] = False
+        return cls._start(state, path, client, upload=upload)
+
+    @staticmethod
+    def _new_state(model: str, text_type: str, lines: int | None) -> dict[str, typing.Any]:
+        spec = get_model_spec(model)
+        if spec.endpoint != "async_task":
+            raise InvalidInputError(
+                f"{spec.name} is not a file-task model; use text-embedding-async-v2 or -v1 "
+                "(for other models: the Batch API, BatchJob)"
+            )
+        if text_type not in ("document", "query"):
+            raise InvalidInputError(f"text_type must be 'document' or 'query', got {text_type!r}")
+        return {
+            "kind": _KIND,
+            "version": _VERSION,
+            "model": spec.name,
+            "text_type": text_type,
+            "lines": lines,
+            "upload": False,
+            "input_url": None,
+            "create_started": False,
+            "task_id": None,
+            "status": None,
+            "result_url": None,
+            "code": None,
+            "message": None,
+            "tokens": None,
+            "downloaded": False,
+        }
+
+    @staticmethod
+    def _claim(state_path: str | Path) -> Path:
+        path = Path(state_path)
+        if path.exists():
+            raise BatchStateError(f"{path} already exists; resume it or choose another path")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @classmethod
+    def _start(
+        cls,
+        state: dict[str, typing.Any],
+        path: Path,
+        client: DashScopeClient | None,
+        upload: Callable[[Path], str] | None,
+    ) -> FileTaskJob:
+        own = client is None
+        active = client if client is not None else DashScopeClient()
+        job = cls(state, path, active, own)
+        try:
+            job._save()
+            job._ensure_created(upload)
+        except BaseException:
+            if own:
+                active.close()
+            raise
+        return job
+
+    def _save(self) -> None:
+        write_atomic(self._path, json.dumps(self._state, indent=1).encode("utf-8"))
+
+    def _ensure_created(self, upload: Callable[[Path], str] | None) -> None:
+        state = self._state
+        if state["task_id"]:
+            return
+        if not state["input_url"]:
+            if upload is None:
+                raise BatchStateError(
+                    f"{self._path}: the input file was not uploaded yet; pass upload= to resume"
+                )
+            url = upload(self._data / _INPUT_NAME)
+            if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+                raise InvalidInputError(f"upload() must return an http(s) URL, got {url!r}")
+            state["input_url"] = url
+            self._save()
+        state["create_started"] = True
+        self._save()
+        request = file_tasks.create_request(
+            self._client.endpoints, state["model"], state["input_url"], state["text_type"]
+        )
+        try:
+            created = self._client._request(request, tasks.parse_task)
+        except APIStatusError as error:
+            if error.status_code < 500:  # refused: the service created nothing
+                state["create_started"] = False
+                self._save()
+            raise
+        except APIConnectionError as error:
+            if getattr(error, "_nothing_sent", False):
+                state["create_started"] = False
+                self._save()
+            raise
+        state["task_id"] = created.id
+        state["status"] = created.status
+        self._save()
+
+    # --- the running task -------------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        """Where the job's state is kept."""
+        return self._path
+
+    @property
+    def task_id(self) -> str:
+        """The service's task id."""
+        return str(self._state["task_id"])
+
+    @property
+    def model(self) -> str:
+        """The model the task runs."""
+        return str(self._state["model"])
+
+    @property
+    def status(self) -> FileTaskStatus:
+        """The last polled status (no request)."""
+        return FileTaskStatus(self.task_id, str(self._state["status"] or "PENDING"))
+
+    def _record(self, task: TaskObject) -> None:
+        state = self._state
+        changed = task.status != state["status"]
+        state["status"] = task.status
+        if task.status == "SUCCEEDED":
+            usage = task.raw.get("usage")
+            tokens = usage.get("total_tokens") if isinstance(usage, dict) else None
+            if isinstance(tokens, int):
+                state["tokens"] = tokens
+            if task.result_url and task.result_url != state["result_url"]:
+                state["result_url"] = task.result_url
+                changed = True
+        if task.code or task.message:
+            state["code"], state["message"] = task.code, task.message
+        if changed:
+            self._save()
+
+    def _poll(self) -> TaskObject:
+        request = tasks.retrieve_request(self._client.endpoints, self.task_id)
+        task = self._client._request(request, tasks.parse_task)
+        self._record(task)
+        return task
+
+    def wait(
+        self,
+        *,
+        timeout: float | None = None,
+        progress: Callable[[FileTaskStatus], object] | None = None,
+    ) -> FileTaskStatus:
+        """Poll until the task is final (1 s between polls, doubling up to 8 s).
+
+        A poll answered 503 / 504 (after the client's own retries) or cut off is tried again
+        at the next interval; ten such failures in a row are raised.
+
+        Args:
+            timeout: Seconds to wait at most; ``None`` waits as long as the task runs.
+            progress: Called with each polled :class:`FileTaskStatus`.
+
+        Raises:
+            TimeoutError: If ``timeout`` ran out (the task goes on; resume or wait again).
+        """
+        if self._state["status"] in TERMINAL_STATUSES:
+            return self.status
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = FIRST_POLL_S
+        failures = 0
+        while True:
+            try:
+                self._poll()
+                failures = 0
+            except (APIStatusError, APIConnectionError) as error:
+                retryable = isinstance(error, APIConnectionError) or (
+                    error.status_code in _POLL_RETRY_STATUSES
+                )
+                failures += 1
+                if not retryable or failures >= _MAX_POLL_FAILURES:
+                    raise
+            status = self.status
+            if progress is not None and not failures:
+                progress(status)
+            if status.done:
+                return status
+            pause = delay
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError(
+                        f"file task {self.task_id} is {status.status} after {timeout} s; it "
+                        f"goes on at the service (resume it from {self._path})"
+                    )
+                pause = min(pause, remaining)
+            _sleep(pause)
+            delay = min(delay * 2, MAX_POLL_S)
+
+    def results(self, *, timeout: float | None = None) -> FileTaskResults:
+        """Wait for the task, download its result once, and read it in line order.
+
+        The result is kept beside the state (``<state_path>.d/result.bin``), so a resumed job
+        reads it without downloading again. An expired or refused link is replaced by polling
+        the task for a fresh one.
+
+        Raises:
+            FileTaskError: If the task ended ``FAILED``, ``CANCELED`` or ``UNKNOWN``.
+            ResultFileError: If the result file cannot be read (naming what was found).
+        """
+        status = self.wait(timeout=timeout)
+        state = self._state
+        if status.status != "SUCCEEDED":
+            raise FileTaskError(self.task_id, status.status, state["code"], state["message"])
+        target = self._data / _RESULT_NAME
+        if not state["downloaded"] or not target.exists():
+            self._download(target)
+        vectors, failed = parse_result_file(target.read_bytes(), state["lines"])
+        spec = get_model_spec(state["model"])
+        tokens = int(state["tokens"] or 0)
+        usage = usage_for(spec, tokens, 1, self._client.endpoints.region)
+        return FileTaskResults(vectors=vectors, failed=failed, usage=usage)
+
+    def _download(self, target: Path) -> None:
+        self._data.mkdir(parents=True, exist_ok=True)
+        renewals = 0
+        attempts = 0
+        while True:
+            url = self._state["result_url"]
+            if not url:
+                self._poll()
+                url = self._state["result_url"]
+                if not url:
+                    raise FileTaskError(
+                        self.task_id, self.status.status, None, "no result link was given"
+                    )
+            try:
+                status = self._fetch(url, target)
+            except httpx.TransportError as error:
+                attempts += 1
+                if attempts >= _DOWNLOAD_ATTEMPTS:
+                    raise APIConnectionError(
+                        f"could not download the result of task {self.task_id}: "
+                        f"{type(error).__name__}"
+                    ) from None
+                _sleep(min(FIRST_POLL_S * 2**attempts, MAX_POLL_S))
+                continue
+            if status == 200:
+                self._state["downloaded"] = True
+                self._save()
+                return
+            if status in (403, 404) and renewals < _MAX_LINK_RENEWALS:
+                renewals += 1  # expired or refused: ask the task for a fresh link
+                self._state["result_url"] = None
+                self._save()
+                continue
+            attempts += 1
+            if status < 500 or attempts >= _DOWNLOAD_ATTEMPTS:
+                raise FileTaskError(
+                    self.task_id,
+                    "SUCCEEDED",
+                    f"HTTP {status}",
+                    "the result file could not be downloaded",
+                )
+            _sleep(min(FIRST_POLL_S * 2**attempts, MAX_POLL_S))
+
+    def _fetch(self, url: str, target: Path) -> int:
+        """GET the signed link without the key, streaming to ``target``; the HTTP status."""
+        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+        http = self._client._http
+        with http.stream("GET", url, follow_redirects=True) as response:
+            if response.status_code != 200:
+                response.read()
+                return response.status_code
+            try:
+                with open(tmp, "wb") as handle:
+                    for chunk in response.iter_bytes():
+                        handle.write(chunk)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(tmp, target)
+            finally:
+                tmp.unlink(missing_ok=True)
+        return 200
+
+    def cancel(self) -> FileTaskStatus:
+        """Ask the service to cancel the task (only a ``PENDING`` one can be), then poll it."""
+        request = tasks.cancel_request(self._client.endpoints, self.task_id)
+        self._client._request(request, _ignore)
+        self._poll()
+        return self.status
+
+    def close(self) -> None:
+        """Close the client if the job created it."""
+        if self._owns_client:
+            self._client.close()
+
+    def __enter__(self) -> FileTaskJob:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _ignore(answer: Answer) -> None:
+    """The cancel answer carries only a request id."""
+    del answer
