@@ -34,11 +34,18 @@ Loading into a store, ids kept: ``results.text_embeddings()`` with ``results.ids
 LangChain's ``add_embeddings(text_embeddings=..., ids=...)``, and ``results.to_nodes()`` for
 LlamaIndex ``TextNode``s with their embeddings set.
 
-Not covered: text-embedding-async-v1 / v2 (the native asynchronous task, which reads its input
-from a public URL rather than an uploaded file).
+File tasks (text-embedding-async-v1 / v2): :class:`FileTaskJob` submits one native
+asynchronous task that reads a UTF-8 file of one text per line from a URL, waits, downloads
+the result and returns one vector per line, resumable from its ``state_path`` in the same way.
 """
 
-from dashscope_embeddings.batch._file_task import FileTaskJob as FileTaskJob
+from dashscope_embeddings.batch._file_task import (
+    FileTaskError,
+    FileTaskJob,
+    FileTaskResults,
+    FileTaskStatus,
+    IncompleteFileTaskError,
+)
 from dashscope_embeddings.batch._job import AsyncBatchJob, BatchJob
 from dashscope_embeddings.batch._plan import (
     DEFAULT_MAX_FILE_BYTES,
@@ -57,7 +64,12 @@ __all__ = [
     "BatchJob",
     "BatchResults",
     "BatchStateError",
+    "FileTaskError",
+    "FileTaskJob",
+    "FileTaskResults",
+    "FileTaskStatus",
     "IncompleteBatchError",
+    "IncompleteFileTaskError",
     "JobStatus",
     "PartStatus",
     "WaitTimeoutError",
