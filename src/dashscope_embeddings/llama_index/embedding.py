@@ -93,13 +93,9 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
     pickled. Bad settings raise ``ConfigurationError`` (a ``DashScopeError`` and a
     ``ValueError``) at construction, naming the option.
 
-    Args:
-        model_name: Model name (alias ``model``).
-        text_type: ``text_type`` of texts (nodes); queries always use ``query``.
-        api_key: API key (alias ``dashscope_api_key``).
-        embed_batch_size: Texts per LlamaIndex batch.
-        **kwargs: The options below, and LlamaIndex's own ``num_workers``,
-            ``callback_manager``...
+    ``model_name``, ``text_type``, ``api_key`` and ``embed_batch_size`` may also be given
+    positionally, in that order; ``model=`` and ``dashscope_api_key=`` are accepted as other
+    spellings. LlamaIndex's own ``num_workers``, ``callback_manager``... are accepted too.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
@@ -290,6 +286,5 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
 
 DashScopeEmbedding.__doc__ = (DashScopeEmbedding.__doc__ or "") + options_section(
     DashScopeEmbedding,
-    skip=("model_name", "text_type", "api_key", "embed_batch_size", "callback_manager",
-          "num_workers", "embeddings_cache", "rate_limiter"),
+    skip=("callback_manager", "num_workers", "embeddings_cache", "rate_limiter"),
 )
