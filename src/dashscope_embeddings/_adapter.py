@@ -389,6 +389,13 @@ class AdapterSettings(ClientSettings):
     # --- pickling: settings and usage; never a key read from the environment ------------------
 
     def _pickle_state(self) -> dict[str, typing.Any]:
+        for name in ("http_client", "http_async_client"):
+            if getattr(self, name) is not None:
+                raise TypeError(
+                    f"a {type(self).__name__} with {name}= cannot be pickled: an httpx client "
+                    "holds connections of this process. Build the adapter (and its client) in "
+                    "each process instead"
+                )
         state: dict[str, typing.Any] = BaseModel.__getstate__(self)
         fields = dict(state["__dict__"])
         if self._env_key is not None and fields.get(self._KEY_FIELD) is self._env_key:

@@ -13,6 +13,7 @@ import threading
 import time
 import typing
 
+import httpx
 import pytest
 
 from dashscope_embeddings import (
@@ -222,6 +223,16 @@ def test_a_copy_starts_its_own_usage(kind: str, emulator_env: Emulator) -> None:
     assert emb.usage.requests == 1 and copy.usage.requests == 1
 
 
+@KINDS
+def test_an_injected_http_client_is_refused_by_pickle_with_a_clear_error(
+    kind: str, emulator_env: Emulator
+) -> None:
+    with httpx.Client() as http:
+        emb = make(kind, model="text-embedding-v4", http_client=http)
+        with pytest.raises(TypeError, match="with http_client= cannot be pickled"):
+            pickle.dumps(emb)
+
+
 # --- the key: from the environment never pickled, an argument pickled ------------------------
 
 
@@ -249,6 +260,25 @@ def test_a_key_given_as_an_argument_is_pickled(
     restored = pickle.loads(pickle.dumps(emb))
     assert len(embed(restored, ["a"])) == 1
     assert TEST_KEY not in repr(restored)
+
+
+@KINDS
+@pytest.mark.parametrize("model_key", ["model", "model_name"])
+@pytest.mark.parametrize("key_key", ["api_key", "dashscope_api_key"])
+@pytest.mark.parametrize("dimension_key", ["dimension", "dimensions"])
+def test_both_adapters_take_both_spellings(
+    kind: str,
+    model_key: str,
+    key_key: str,
+    dimension_key: str,
+    emulator_env: Emulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("DASHSCOPE_API_KEY")
+    options = {model_key: "text-embedding-v3", key_key: TEST_KEY, dimension_key: 512}
+    emb = make(kind, **options)
+    assert len(query(emb, "hello")) == 512
+    assert emb.dimension == 512
 
 
 # --- construction errors: one kind, ours ---------------------------------------------------

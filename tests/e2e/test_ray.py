@@ -26,7 +26,7 @@ pytest.importorskip("ray")
 import ray
 import ray.data
 
-from dashscope_embeddings import DashScopeClient
+from dashscope_embeddings import ConfigurationError, DashScopeClient
 from dashscope_embeddings.emulator import Emulator
 from dashscope_embeddings.ray import (
     DashScopeEmbedder,
@@ -420,10 +420,12 @@ def test_a_missing_column_is_named_with_the_columns_there_are(service: Emulator)
 
 
 @pytest.mark.parametrize("mode", ["truncate", "chunk"])
-def test_long_text_is_passed_to_the_core(service: Emulator, mode: str) -> None:
+def test_long_text_is_passed_to_the_core(
+    service: Emulator, mode: typing.Literal["truncate", "chunk"]
+) -> None:
     long = "word " * 9000  # over text-embedding-v4's 8,192 tokens
     refused = DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url)
-    with pytest.raises(Exception, match="long_text"):
+    with pytest.raises(RejectedRowsError, match="long_text='truncate'"):
         refused({"text": np.array([long], dtype=object)})
     embedder = DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url, long_text=mode)
     out = embedder({"text": np.array([long, "short"], dtype=object)})
@@ -431,7 +433,5 @@ def test_long_text_is_passed_to_the_core(service: Emulator, mode: str) -> None:
 
 
 def test_an_unknown_long_text_is_refused_at_construction(service: Emulator) -> None:
-    from dashscope_embeddings import ConfigurationError
-
     with pytest.raises(ConfigurationError, match="long_text must be"):
         DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url, long_text="shorten")  # type: ignore[arg-type]

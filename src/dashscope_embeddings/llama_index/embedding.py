@@ -63,6 +63,14 @@ class DashScopeBatchTextEmbeddingModels(str, Enum):
     TEXT_EMBEDDING_ASYNC_V2 = "text-embedding-async-v2"
 
 
+_DEFAULTS: dict[str, typing.Any] = {
+    "model_name": "text-embedding-v4",
+    "text_type": "document",
+    "api_key": None,
+    "embed_batch_size": 25,
+}
+
+
 class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
     """DashScope (Alibaba Cloud Model Studio) text and multimodal embeddings for LlamaIndex.
 
@@ -100,6 +108,13 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
+    # LangChain's and the old integration's spellings -> ours.
+    _ALIASES: typing.ClassVar[dict[str, str]] = {
+        "dimensions": "dimension",
+        "model": "model_name",
+        "dashscope_api_key": "api_key",
+    }
+
     model_name: str = Field(
         default="text-embedding-v4",
         description="Model name (alias `model`). `llama-index-embeddings-dashscope`'s default "
@@ -125,26 +140,30 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
 
     def __init__(
         self,
-        model_name: str = DashScopeTextEmbeddingModels.TEXT_EMBEDDING_V4.value,
-        text_type: str = "document",
-        api_key: str | None = None,
-        embed_batch_size: int = 25,
+        model_name: str = _DEFAULTS["model_name"],
+        text_type: str = _DEFAULTS["text_type"],
+        api_key: str | None = _DEFAULTS["api_key"],
+        embed_batch_size: int = _DEFAULTS["embed_batch_size"],
         **kwargs: typing.Any,
     ) -> None:
-        # LangChain's and the old class's spellings: model=, dashscope_api_key=
-        if "model" in kwargs:
-            model_name = kwargs.pop("model")
-        if "dashscope_api_key" in kwargs:
-            api_key = kwargs.pop("dashscope_api_key")
+        given = {
+            "model_name": model_name,
+            "text_type": text_type,
+            "api_key": api_key,
+            "embed_batch_size": embed_batch_size,
+        }
+        aliased = {target for alias, target in self._ALIASES.items() if alias in kwargs}
+        for name, value in given.items():
+            if name in aliased and value == _DEFAULTS[name]:
+                continue  # given under its other spelling (model=, dashscope_api_key=)
+            kwargs[name] = value
+        for name in ("model", "model_name", "text_type"):
+            if isinstance(kwargs.get(name), Enum):
+                kwargs[name] = kwargs[name].value
+        key_given = kwargs.get("api_key") is not None or "dashscope_api_key" in kwargs
         with self._settings_errors():
-            super().__init__(
-                model_name=str(getattr(model_name, "value", model_name)),
-                text_type=str(getattr(text_type, "value", text_type)),
-                api_key=api_key,
-                embed_batch_size=embed_batch_size,
-                **kwargs,
-            )
-        self._finish_init(key_given=api_key is not None)
+            super().__init__(**kwargs)
+        self._finish_init(key_given=key_given)
 
     def __getstate__(self) -> dict[str, typing.Any]:
         return self._pickle_state()
