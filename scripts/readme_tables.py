@@ -1,8 +1,9 @@
 """Print README's generated tables, or write them into README.md, or check they are current.
 
 Three tables are generated: the model table (from the registry), the options table (from the
-fields of the core client's settings and of both adapters, with Ray's defaults beside them) and the multimodal table (what each
-multimodal model accepts, from the registry), so none can drift.
+fields of the core client's settings and of both adapters, with Ray's defaults beside them)
+and the multimodal table (what each multimodal model accepts, from the registry), so none can
+drift.
 
 python scripts/readme_tables.py            # print both tables
 python scripts/readme_tables.py --write    # replace them in README.md
