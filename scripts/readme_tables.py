@@ -137,7 +137,7 @@ def options_table() -> str:
     return "\n".join(rows)
 
 
-# --- multimodal models (issue 11) --------------------------------------------------------
+# --- multimodal models -------------------------------------------------------------------
 
 _FUSION = {
     "none": "no (one vector per input)",
