@@ -49,6 +49,7 @@ __all__ = ["AdapterSettings", "options_section"]
 
 _CLIENT_FIELDS = tuple(ClientSettings.model_fields)
 _HALVES_LOCK = threading.Lock()  # makes each object's HalvesMemo once
+_RUNTIME_LOCK = threading.Lock()  # makes each object's AdapterRuntime once
 
 OFFLINE_HINT = (
     "To work offline, start the bundled emulator (python -m dashscope_embeddings.emulator) "
@@ -232,10 +233,14 @@ class AdapterSettings(ClientSettings):
 
     def _runtime(self) -> AdapterRuntime:
         runtime = self._runtime_state
-        if runtime is None or runtime.owner != id(self):  # new, or a copy of another adapter
-            runtime = AdapterRuntime(id(self))
-            self._runtime_state = runtime
-        return runtime
+        if runtime is not None and runtime.owner == id(self):
+            return runtime
+        with _RUNTIME_LOCK:  # one runtime per object, even when threads start together
+            runtime = self._runtime_state
+            if runtime is None or runtime.owner != id(self):  # new, or a copy of another
+                runtime = AdapterRuntime(id(self))
+                self._runtime_state = runtime
+            return runtime
 
     def _client_options(self) -> dict[str, typing.Any]:
         injected = self.http_client is not None or self.http_async_client is not None
