@@ -1,8 +1,9 @@
 """Print README's generated tables, or write them into README.md, or check they are current.
 
 Three tables are generated: the model table (from the registry), the options table (from the
-fields of the core client's settings and of both adapters) and the multimodal table (what each
-multimodal model accepts, from the registry), so none can drift.
+fields of the core client's settings and of both adapters, with Ray's defaults beside them)
+and the multimodal table (what each multimodal model accepts, from the registry), so none can
+drift.
 
 python scripts/readme_tables.py            # print both tables
 python scripts/readme_tables.py --write    # replace them in README.md
@@ -12,6 +13,7 @@ python scripts/readme_tables.py --check    # exit 1 if README.md's tables are st
 from __future__ import annotations
 
 import argparse
+import inspect
 import pathlib
 import sys
 import typing
@@ -84,19 +86,42 @@ def _default(field: FieldInfo) -> str:
     return f"`{field.default!r}`" if field.default is not None else "—"
 
 
+def _ray_defaults() -> dict[str, str]:
+    """Defaults of Ray's ``DashScopeEmbedder``: its own parameters, then the client's options."""
+    from dashscope_embeddings.ray import DashScopeEmbedder
+
+    shown: dict[str, str] = {}
+    for name, parameter in inspect.signature(DashScopeEmbedder.__init__).parameters.items():
+        if name == "self" or parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            continue
+        default = parameter.default
+        if default is inspect.Parameter.empty:
+            shown[name] = "required"
+        else:
+            shown[name] = f"`{default!r}`" if default is not None else "—"
+    for name, field in ClientSettings.model_fields.items():
+        shown.setdefault(name, _default(field))
+    return shown
+
+
 def options_table() -> str:
-    """Every option of the core clients and both adapters, with defaults per class."""
+    """Every option of the core clients and the adapters, with defaults per class.
+
+    Rows are the fields of the pydantic classes; Ray's ``DashScopeEmbedder`` (a plain class)
+    shows its default where it takes the same option.
+    """
     classes = {
         "core clients": ClientSettings.model_fields,
         "LangChain `DashScopeEmbeddings`": _ours(DashScopeEmbeddings),
         "LlamaIndex `DashScopeEmbedding`": _ours(DashScopeEmbedding),
     }
+    ray = _ray_defaults()
     names: list[str] = []
     for fields in classes.values():
         names += [n for n in fields if n not in names]
     rows = [
-        "| option | " + " | ".join(classes) + " | what it does |",
-        "|---|" + "---|" * len(classes) + "---|",
+        "| option | " + " | ".join(classes) + " | Ray `DashScopeEmbedder` | what it does |",
+        "|---|" + "---|" * (len(classes) + 1) + "---|",
     ]
     for name in names:
         cells = []
@@ -106,12 +131,13 @@ def options_table() -> str:
             cells.append(_default(field) if field is not None else "·")
             if field is not None and field.description and not description:
                 description = field.description
+        cells.append(ray.get(name, "·"))
         shown = f"`{name}`" + (" / `api_key`" if name == "dashscope_api_key" else "")
         rows.append(f"| {shown} | " + " | ".join(cells) + f" | {description} |")
     return "\n".join(rows)
 
 
-# --- multimodal models (issue 11) --------------------------------------------------------
+# --- multimodal models -------------------------------------------------------------------
 
 _FUSION = {
     "none": "no (one vector per input)",

@@ -1,13 +1,20 @@
-"""What both framework adapters share: their options, and the calls into the core clients.
+"""What both framework adapters share: their settings, validated one way.
 
 :class:`AdapterSettings` is a pydantic model each adapter inherits next to its framework's base
 class. Its fields are the core client's (:class:`~dashscope_embeddings.ClientSettings`) plus the
-embedding options (``dimension``, ``instruct``, ...). Settings hold at call time: every call
-reads the adapter's current fields, so ``emb.dimension = 256`` or
-``emb.model_copy(update={"model": ...})`` take effect at the next call. Connections are kept
-between calls and rebuilt only when a setting that shapes them (key, host, timeout, retries,
-concurrency, an injected client) changed. The running usage total belongs to the adapter
-object: it survives ``close()`` and client rebuilds; a copy starts its own.
+embedding options (``dimension``, ``instruct``, ``long_text``...); it holds fields and
+validation only. The engine (clients, usage, sparse pairing, calls) is an
+:class:`~dashscope_embeddings._adapter_runtime.AdapterRuntime` kept in a private attribute.
+
+Settings hold at call time: every call takes a snapshot of the adapter's current fields, so
+``emb.dimension = 256`` or ``emb.model_copy(update={"model": ...})`` take effect at the next
+call. A call runs to its end on the client it started with; a setting that shapes the client
+(key, host, timeout, retries, concurrency, an injected client) gives the next call a new one.
+The usage total belongs to the adapter object: it survives ``close()``, client rebuilds and
+pickling; a copy starts its own.
+
+A key read from ``DASHSCOPE_API_KEY`` is read again at each call and never pickled; a key given
+as an argument is pickled with the object.
 
 Each adapter supplies its framework's names: the model field, the key field, the document
 ``text_type`` and the name of its extra-parameters field.
@@ -15,57 +22,52 @@ Each adapter supplies its framework's names: the model field, the key field, the
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
-import json
 import threading
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import httpx
-from pydantic import Field, PrivateAttr, SecretStr, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_core import PydanticUndefined
 
-from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
-from dashscope_embeddings._config import (
-    check_transport_security,
-    resolve_api_key,
-    resolve_endpoints,
-)
+from dashscope_embeddings._adapter_runtime import AdapterRuntime, CallSettings
+from dashscope_embeddings._config import checked_endpoints, resolve_api_key
+from dashscope_embeddings._constants import API_KEY_ENV
 from dashscope_embeddings._errors import ConfigurationError, InvalidInputError
-from dashscope_embeddings._inputs import Text
-from dashscope_embeddings._memo import Half, HalvesMemo, Handoff, Settings
+from dashscope_embeddings._memo import Half, HalvesMemo, Handoff
 from dashscope_embeddings._options import ClientSettings
 from dashscope_embeddings._registry import ModelSpec, get_model_spec, list_models
-from dashscope_embeddings._types import EmbeddingResult, TextType, Usage
-from dashscope_embeddings._usage import UsageTracker
+from dashscope_embeddings._types import TextType, Usage
 from dashscope_embeddings.resources.multimodal import check_multimodal_options
-from dashscope_embeddings.resources.text import check_options
+from dashscope_embeddings.resources.text import LongText, check_options
 
-__all__ = ["AdapterSettings"]
+__all__ = ["AdapterSettings", "options_section"]
 
 _CLIENT_FIELDS = tuple(ClientSettings.model_fields)
 _HALVES_LOCK = threading.Lock()  # makes each object's HalvesMemo once
+_RUNTIME_LOCK = threading.Lock()  # makes each object's AdapterRuntime once
+
+OFFLINE_HINT = (
+    "To work offline, start the bundled emulator (python -m dashscope_embeddings.emulator) "
+    f"and set DASHSCOPE_BASE_URL to the address it prints, with any {API_KEY_ENV}"
+)
 
 
-class _Runtime:
-    """An adapter object's clients and usage total; never shared between two adapters."""
-
-    def __init__(self, owner: int) -> None:
-        self.owner = owner
-        self.usage = UsageTracker()
-        self.lock = threading.Lock()
-        self.client: DashScopeClient | None = None
-        self.client_key: tuple[typing.Any, ...] | None = None
-        self.aclient: AsyncDashScopeClient | None = None
-        self.aclient_key: tuple[typing.Any, ...] | None = None
-
-    def __getstate__(self) -> dict[str, typing.Any]:
-        # Clients hold sockets and threads: a pickled adapter builds its own on first use.
-        return {"owner": self.owner, "usage": self.usage.total}
-
-    def __setstate__(self, state: dict[str, typing.Any]) -> None:
-        self.__init__(state["owner"])  # type: ignore[misc]
-        self.usage.add(state["usage"])
+def _problem(error: typing.Mapping[str, typing.Any], secret_fields: set[str]) -> str:
+    """One pydantic error as a sentence naming the option (never echoing a key)."""
+    context = error.get("ctx") or {}
+    if error["type"] == "value_error" and "error" in context:
+        return str(context["error"])
+    name = ".".join(str(part) for part in error["loc"]) or "options"
+    if error["type"] == "extra_forbidden":
+        return f"unknown option {name!r}"
+    if name in secret_fields:
+        return f"{name}: {error['msg']}"
+    return f"{name}={error.get('input')!r}: {error['msg']}"
 
 
 class AdapterSettings(ClientSettings):
@@ -78,6 +80,11 @@ class AdapterSettings(ClientSettings):
     instruct: str | None = Field(
         default=None,
         description="Task instruction sent with queries only (text-embedding-v4).",
+    )
+    long_text: LongText = Field(
+        default="error",
+        description="A text over the model's token limit: `error` (refused before sending), "
+        "`truncate` (cut to the limit) or `chunk` (split, embedded, averaged).",
     )
     max_batch_size: int | None = Field(
         default=None,
@@ -95,10 +102,13 @@ class AdapterSettings(ClientSettings):
         description="Your own `httpx.AsyncClient`; never closed by us.",
     )
 
-    _runtime_state: _Runtime | None = PrivateAttr(default=None)
+    _runtime_state: AdapterRuntime | None = PrivateAttr(default=None)
+    _halves_memo: HalvesMemo | None = PrivateAttr(default=None)
+    _env_key: SecretStr | None = PrivateAttr(default=None)  # the key field's value, if from env
 
     # The other framework's (or the old integration's) spelling of an option -> ours.
     _ALIASES: typing.ClassVar[dict[str, str]] = {"dimensions": "dimension"}
+    _KEY_FIELD: typing.ClassVar[str] = "api_key"
 
     @model_validator(mode="before")
     @classmethod
@@ -125,12 +135,35 @@ class AdapterSettings(ClientSettings):
                 raise ValueError(f"{cls.__name__} has no option {name!r}{hint}")
         return data
 
+    # --- construction: one kind of error for both adapters -----------------------------------
+
+    @classmethod
+    @contextlib.contextmanager
+    def _settings_errors(cls) -> Iterator[None]:
+        """Raise what goes wrong while building the settings as one ``ConfigurationError``.
+
+        pydantic wraps errors of validators in a ``ValidationError``; the user gets ours (a
+        ``DashScopeError`` and a ``ValueError``), its message naming each bad option. An option
+        the model lacks stays an ``InvalidInputError`` (also both), as the core raises it.
+        """
+        secret_fields = {cls._KEY_FIELD, "api_key"}
+        try:
+            yield
+        except ValidationError as exc:
+            problems = [_problem(e, secret_fields) for e in exc.errors()]
+            raise ConfigurationError(f"{cls.__name__}: " + "; ".join(problems)) from None
+
+    def _finish_init(self, *, key_given: bool) -> None:
+        """After pydantic built the fields: remember an env key, refuse bad settings now."""
+        if not key_given:
+            value = getattr(self, self._KEY_FIELD)
+            self._env_key = value if isinstance(value, SecretStr) else None
+        with self._settings_errors():
+            self._check()
+
     # --- what each adapter supplies --------------------------------------------------------
 
     def _model(self) -> str:
-        raise NotImplementedError
-
-    def _secret(self) -> SecretStr | None:
         raise NotImplementedError
 
     def _document_text_type(self) -> TextType | None:
@@ -140,6 +173,20 @@ class AdapterSettings(ClientSettings):
         return None
 
     # --- settings read at call time ---------------------------------------------------------
+
+    def _secret(self) -> SecretStr | None:
+        """The key given as an argument; ``None`` when it comes from the environment."""
+        value = getattr(self, self._KEY_FIELD)
+        if value is None or (self._env_key is not None and value is self._env_key):
+            return None
+        return value if isinstance(value, SecretStr) else SecretStr(str(value))
+
+    def _api_key(self) -> SecretStr:
+        """The key to send: the argument, else ``DASHSCOPE_API_KEY`` as it is now."""
+        try:
+            return resolve_api_key(self._secret())
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{exc}. {OFFLINE_HINT}") from None
 
     def _spec(self) -> ModelSpec:
         overrides = {"max_batch_size": self.max_batch_size} if self.max_batch_size else {}
@@ -153,29 +200,30 @@ class AdapterSettings(ClientSettings):
 
     def _check(self) -> None:
         """Refuse bad settings now rather than at the first call (used at construction)."""
-        if self._spec().endpoint == "multimodal":
-            return self._check_media()
         spec = self._spec()
-        doc_type, query_type = self._sides()
-        if self.protocol == "compatible" and self._document_text_type() not in (None, "document"):
-            raise ConfigurationError(
-                f"text_type={self._document_text_type()!r} needs the native endpoint; the "
-                "OpenAI-compatible one embeds everything as documents"
-            )
-        for text_type, instruct in ((doc_type, None), (query_type, self.instruct)):
-            check_options(
-                spec,
-                dimension=self.dimension,
-                text_type=text_type,
-                output_type="dense",
-                instruct=instruct,
-                protocol=self.protocol,
-            )
-        resolve_api_key(self._secret())
-        check_transport_security(
-            resolve_endpoints(region=self.region, base_url=self.base_url, workspace=self.workspace),
-            allow_insecure_http=self.allow_insecure_http,
-        )
+        if spec.endpoint == "multimodal":
+            self._check_media()
+        else:
+            doc_type, query_type = self._sides()
+            if self.protocol == "compatible" and self._document_text_type() not in (
+                None,
+                "document",
+            ):
+                raise ConfigurationError(
+                    f"text_type={self._document_text_type()!r} needs the native endpoint; the "
+                    "OpenAI-compatible one embeds everything as documents"
+                )
+            for text_type, instruct in ((doc_type, None), (query_type, self.instruct)):
+                check_options(
+                    spec,
+                    dimension=self.dimension,
+                    text_type=text_type,
+                    output_type="dense",
+                    instruct=instruct,
+                    protocol=self.protocol,
+                )
+        self._api_key()
+        checked_endpoints(self)
 
     def _extra_body(self) -> dict[str, typing.Any] | None:
         extra = self._extra_parameters()
@@ -183,102 +231,116 @@ class AdapterSettings(ClientSettings):
             return None
         return {"parameters": dict(extra)} if self.protocol == "native" else dict(extra)
 
-    def _runtime(self) -> _Runtime:
+    def _runtime(self) -> AdapterRuntime:
         runtime = self._runtime_state
-        if runtime is None or runtime.owner != id(self):  # new, or a copy of another adapter
-            runtime = _Runtime(id(self))
-            self._runtime_state = runtime
-        return runtime
+        if runtime is not None and runtime.owner == id(self):
+            return runtime
+        with _RUNTIME_LOCK:  # one runtime per object, even when threads start together
+            runtime = self._runtime_state
+            if runtime is None or runtime.owner != id(self):  # new, or a copy of another
+                runtime = AdapterRuntime(id(self))
+                self._runtime_state = runtime
+            return runtime
 
-    def _client_key(self, http: object) -> tuple[typing.Any, ...]:
-        secret = self._secret()
-        digest = (
-            hashlib.sha256(secret.get_secret_value().encode()).hexdigest() if secret else None
-        )
-        values = tuple(
-            id(getattr(self, name)) if name == "token_counter" else getattr(self, name)
-            for name in _CLIENT_FIELDS
-        )
-        return (digest, id(http), values, "timeout" in self.model_fields_set)
-
-    def _client_kwargs(self) -> dict[str, typing.Any]:
+    def _client_options(self) -> dict[str, typing.Any]:
+        injected = self.http_client is not None or self.http_async_client is not None
         return {
             name: getattr(self, name)
             for name in _CLIENT_FIELDS
-            if name != "timeout" or "timeout" in self.model_fields_set or not self._injected()
+            if name != "timeout" or self.timeout_given() or not injected
         }
 
-    def _injected(self) -> bool:
-        return self.http_client is not None or self.http_async_client is not None
-
-    def _sync_client(self) -> DashScopeClient:
-        runtime = self._runtime()
-        key = self._client_key(self.http_client)
-        with runtime.lock:
-            if runtime.client is None or runtime.client_key != key:
-                old, runtime.client = runtime.client, None
-                if old is not None:
-                    old.close()
-                runtime.client = DashScopeClient(
-                    self._secret(), http_client=self.http_client, **self._client_kwargs()
-                )
-                runtime.client_key = key
-            return runtime.client
-
-    def _async_client(self) -> AsyncDashScopeClient:
-        runtime = self._runtime()
-        key = self._client_key(self.http_async_client)
-        with runtime.lock:
-            if runtime.aclient is None or runtime.aclient_key != key:
-                runtime.aclient = AsyncDashScopeClient(
-                    self._secret(), http_client=self.http_async_client, **self._client_kwargs()
-                )
-                runtime.aclient_key = key
-            return runtime.aclient
-
-    def _call_kwargs(self, query: bool) -> dict[str, typing.Any]:
+    def _call(self) -> CallSettings:
+        """A snapshot of the settings for one call."""
+        key = self._api_key()
+        options = self._client_options()
+        digest = hashlib.sha256(key.get_secret_value().encode()).hexdigest()
+        values = tuple(
+            id(value) if name == "token_counter" else value for name, value in options.items()
+        )
         doc_type, query_type = self._sides()
-        return {
-            "model": self._spec(),
-            "dimension": self.dimension,
-            "text_type": query_type if query else doc_type,
-            "instruct": self.instruct if query else None,
-            "extra_body": self._extra_body(),
-        }
+        return CallSettings(
+            owner=type(self).__name__,
+            spec=self._spec(),
+            api_key=key,
+            client_key=(digest, id(self.http_client), id(self.http_async_client), values),
+            client_options=options,
+            http_client=self.http_client,
+            http_async_client=self.http_async_client,
+            dimension=self.dimension,
+            instruct=self.instruct,
+            document_type=doc_type,
+            query_type=query_type,
+            extra_body=self._extra_body(),
+            long_text=self.long_text,
+            memo=self._halves_memo if self._paired() else None,
+        )
 
-    # --- calls ------------------------------------------------------------------------------
+    # --- calls (run by the runtime) -----------------------------------------------------------
 
     def _embed(
-        self, texts: Sequence[str], *, query: bool, progress: bool = False
+        self, texts: Sequence[str], *, query: bool, method: str, progress: bool = False
     ) -> list[list[float]]:
-        if not texts:
-            return []
-        if self._spec().endpoint == "multimodal":
-            return self._embed_media([Text(t) for t in texts], query=query)
-        if self._paired():  # a sparse sibling shares one request per text (see below)
-            return self._embed_half(texts, query=query, want="dense", progress=progress).dense()
-        result: EmbeddingResult = self._sync_client().embed_texts(
-            texts, on_error="raise", progress=progress or None, **self._call_kwargs(query)
+        """Dense vectors; ``method`` names the public sync method (for the event-loop warning)."""
+        return self._runtime().embed(
+            self._call(), texts, query=query, method=method, progress=progress
         )
-        self._runtime().usage.add(result.usage)
-        return result.embeddings
 
     async def _aembed(
         self, texts: Sequence[str], *, query: bool, progress: bool = False
     ) -> list[list[float]]:
-        if not texts:
-            return []
-        if self._spec().endpoint == "multimodal":
-            return await self._aembed_media([Text(t) for t in texts], query=query)
-        if self._paired():  # a sparse sibling shares one request per text (see below)
-            handoff = await self._aembed_half(texts, query=query, want="dense", progress=progress)
-            return handoff.dense()
-        client = self._async_client()
-        result = await client.embed_texts(
-            texts, on_error="raise", progress=progress or None, **self._call_kwargs(query)
+        return await self._runtime().aembed(self._call(), texts, query=query, progress=progress)
+
+    def _embed_half(
+        self,
+        texts: Sequence[str],
+        *,
+        query: bool,
+        want: Half,
+        method: str,
+        progress: bool = False,
+    ) -> Handoff:
+        if want == "sparse":
+            self._check_sparse()
+        return self._runtime().embed_half(
+            self._call(), texts, query=query, want=want, progress=progress, method=method
         )
-        self._runtime().usage.add(result.usage)
-        return result.embeddings
+
+    async def _aembed_half(
+        self, texts: Sequence[str], *, query: bool, want: Half, progress: bool = False
+    ) -> Handoff:
+        if want == "sparse":
+            self._check_sparse()
+        return await self._runtime().aembed_half(
+            self._call(), texts, query=query, want=want, progress=progress
+        )
+
+    def _embed_media(
+        self,
+        inputs: Sequence[object],
+        *,
+        method: str,
+        query: bool = False,
+        what: str = "images",
+        fps: float | None = None,
+    ) -> list[list[float]]:
+        """Embed multimodal inputs (``Image``, ``Video``, ``Text``...) with the current model."""
+        self._require_media(what)
+        return self._runtime().embed_media(
+            self._call(), inputs, query=query, fps=fps, method=method
+        )
+
+    async def _aembed_media(
+        self,
+        inputs: Sequence[object],
+        *,
+        query: bool = False,
+        what: str = "images",
+        fps: float | None = None,
+    ) -> list[list[float]]:
+        """Async :meth:`_embed_media`."""
+        self._require_media(what)
+        return await self._runtime().aembed_media(self._call(), inputs, query=query, fps=fps)
 
     # --- public -----------------------------------------------------------------------------
 
@@ -287,9 +349,10 @@ class AdapterSettings(ClientSettings):
         """A namespace for caches of this object's vectors.
 
         It names everything a vector depends on — model, dimension, protocol, the
-        ``text_type`` of documents and of queries, and a hash of ``instruct`` — so a cache keyed
-        on it never serves a vector made with other settings. Keep documents and queries in two
-        stores (their vectors differ), e.g. with LangChain's ``CacheBackedEmbeddings``::
+        ``text_type`` of documents and of queries, a hash of ``instruct`` and ``long_text``
+        when it is not ``error`` — so a cache keyed on it never serves a vector made with
+        other settings. Keep documents and queries in two stores (their vectors differ), e.g.
+        with LangChain's ``CacheBackedEmbeddings``::
 
             CacheBackedEmbeddings.from_bytes_store(
                 emb, doc_store, namespace=emb.cache_namespace, query_embedding_cache=query_store
@@ -300,42 +363,59 @@ class AdapterSettings(ClientSettings):
         instruct = self.instruct or ""
         digest = hashlib.sha256(instruct.encode()).hexdigest()[:12] if instruct else "-"
         dimension = self.dimension or spec.default_dimension or "default"
+        long_text = f"long_text={self.long_text}:" if self.long_text != "error" else ""
         return (
             f"dashscope:{spec.name}:{dimension}:{self.protocol}:"
             f"doc={doc_type or 'default'}:query={query_type or 'default'}:instruct={digest}:"
+            f"{long_text}"
         )
 
     @property
     def usage(self) -> Usage:
-        """Tokens and estimated cost of every call this object made, kept across ``close()``.
+        """Tokens and estimated cost of every answer this object's calls read.
 
-        Counted in this process (a pickled copy in a worker counts its own).
+        It grows as each answer arrives, whatever becomes of the call (a call that failed in
+        part or was cancelled counts what the service billed). Kept across ``close()`` and
+        pickling; a copy made with ``model_copy`` starts its own.
         """
-        return self._runtime().usage.total
+        return self._runtime().usage
 
     def close(self) -> None:
-        """Release the sync client's connections and threads (they reopen on next use)."""
-        runtime = self._runtime()
-        with runtime.lock:
-            client, runtime.client, runtime.client_key = runtime.client, None, None
-        if client is not None:
-            client.close()
+        """Release the sync client's connections and threads (they reopen on next use).
+
+        Calls still running finish first: the client is closed when the last one ends.
+        """
+        self._runtime().close()
 
     async def aclose(self) -> None:
         """Release the async client's connections for the running loop (reopen on next use)."""
-        runtime = self._runtime()
-        with runtime.lock:
-            client, runtime.aclient, runtime.aclient_key = runtime.aclient, None, None
-        if client is not None:
-            await client.aclose()
+        await self._runtime().aclose()
 
-    # --- sparse siblings (issue 10): one dense&sparse request feeds both halves ---------------
-    # A sparse object made by ``from_dense`` shares this object's settings, clients, usage and
-    # a HalvesMemo (_memo.py). Once it exists, a dense call asks for dense&sparse and leaves the
-    # sparse half there for the sibling, and the sibling does the reverse, so a hybrid store
-    # pays once per text whichever half it asks for first.
+    # --- pickling: settings and usage; never a key read from the environment ------------------
 
-    _halves_memo: HalvesMemo | None = PrivateAttr(default=None)
+    def _pickle_state(self) -> dict[str, typing.Any]:
+        for name in ("http_client", "http_async_client"):
+            if getattr(self, name) is not None:
+                raise TypeError(
+                    f"a {type(self).__name__} with {name}= cannot be pickled: an httpx client "
+                    "holds connections of this process. Build the adapter (and its client) in "
+                    "each process instead"
+                )
+        state: dict[str, typing.Any] = BaseModel.__getstate__(self)
+        fields = dict(state["__dict__"])
+        if self._env_key is not None and fields.get(self._KEY_FIELD) is self._env_key:
+            fields[self._KEY_FIELD] = None
+        private = dict(state.get("__pydantic_private__") or {})
+        private.update(_env_key=None, _runtime_state=self._runtime())
+        return {**state, "__dict__": fields, "__pydantic_private__": private}
+
+    def _restore_state(self, state: dict[str, typing.Any]) -> None:
+        BaseModel.__setstate__(self, state)
+        runtime = self._runtime_state
+        if runtime is not None:
+            runtime.owner = id(self)  # this object's own, with the pickled usage total
+
+    # --- sparse siblings: one dense&sparse request feeds both halves --------------------------
 
     def _share_halves(self) -> HalvesMemo:
         """The memo shared with sparse siblings, made by the first ``from_dense``."""
@@ -369,63 +449,7 @@ class AdapterSettings(ClientSettings):
         spec = self._spec()
         return spec.endpoint == "text" and spec.supports_sparse
 
-    def _halves_settings(self, kwargs: Mapping[str, typing.Any]) -> Settings:
-        extra = kwargs["extra_body"]
-        return (
-            kwargs["model"].name,
-            kwargs["dimension"],
-            kwargs["text_type"],
-            kwargs["instruct"],
-            json.dumps(extra, sort_keys=True, default=repr) if extra else None,
-        )
-
-    def _start_half(
-        self, texts: Sequence[str], query: bool, want: Half
-    ) -> tuple[Handoff, dict[str, typing.Any]]:
-        if want == "sparse":
-            self._check_sparse()
-        kwargs = self._call_kwargs(query)
-        memo = self._halves_memo if self._paired() else None
-        return Handoff(memo, want, self._halves_settings(kwargs), texts), kwargs
-
-    def _embed_half(
-        self, texts: Sequence[str], *, query: bool, want: Half, progress: bool = False
-    ) -> Handoff:
-        """One half of ``texts``: what the memo holds, the rest fetched (both halves if paired)."""
-        handoff, kwargs = self._start_half(texts, query, want)
-        if handoff.missing:
-            result: EmbeddingResult = self._sync_client().embed_texts(
-                handoff.missing,
-                on_error="raise",
-                progress=progress or None,
-                output_type=handoff.output_type,
-                **kwargs,
-            )
-            self._runtime().usage.add(result.usage)
-            handoff.fill(result)
-        return handoff
-
-    async def _aembed_half(
-        self, texts: Sequence[str], *, query: bool, want: Half, progress: bool = False
-    ) -> Handoff:
-        """Async :meth:`_embed_half`."""
-        handoff, kwargs = self._start_half(texts, query, want)
-        if handoff.missing:
-            client = self._async_client()
-            result = await client.embed_texts(
-                handoff.missing,
-                on_error="raise",
-                progress=progress or None,
-                output_type=handoff.output_type,
-                **kwargs,
-            )
-            self._runtime().usage.add(result.usage)
-            handoff.fill(result)
-        return handoff
-
-    # --- multimodal models (issue 11): text, images and video in one vector space ------------
-    # With a model of the multimodal endpoint, _embed / _aembed send texts there too, so text
-    # and image vectors can be compared. Image and video methods of the adapters come here.
+    # --- multimodal models: text, images and video in one vector space ------------------------
 
     def _check_media(self) -> None:
         """Construction checks for a multimodal model (the text endpoint's do not apply)."""
@@ -436,11 +460,6 @@ class AdapterSettings(ClientSettings):
                 "leave protocol='native'"
             )
         check_multimodal_options(spec, dimension=self.dimension, fps=None, instruct=self.instruct)
-        resolve_api_key(self._secret())
-        check_transport_security(
-            resolve_endpoints(region=self.region, base_url=self.base_url, workspace=self.workspace),
-            allow_insecure_http=self.allow_insecure_http,
-        )
 
     def _require_media(self, what: str) -> None:
         spec = self._spec()
@@ -451,48 +470,26 @@ class AdapterSettings(ClientSettings):
                 f"use one of: {models}"
             )
 
-    def _media_kwargs(self, query: bool, fps: float | None) -> dict[str, typing.Any]:
-        return {
-            "model": self._spec(),
-            "dimension": self.dimension,
-            "fps": fps,
-            "instruct": self.instruct if query else None,
-            "extra_body": self._extra_body(),
-        }
 
-    def _embed_media(
-        self,
-        inputs: Sequence[object],
-        *,
-        query: bool = False,
-        what: str = "images",
-        fps: float | None = None,
-    ) -> list[list[float]]:
-        """Embed multimodal inputs (``Image``, ``Video``, ``Text``...) with the current model."""
-        self._require_media(what)
-        if not inputs:
-            return []
-        result = self._sync_client().embed_multimodal(
-            inputs, on_error="raise", **self._media_kwargs(query, fps)
-        )
-        self._runtime().usage.add(result.usage)
-        return result.embeddings
+def _default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return "from the environment" if field.alias == "api_key" else "empty"
+    if field.default is PydanticUndefined:
+        return "required"
+    return repr(field.default)
 
-    async def _aembed_media(
-        self,
-        inputs: Sequence[object],
-        *,
-        query: bool = False,
-        what: str = "images",
-        fps: float | None = None,
-    ) -> list[list[float]]:
-        """Async :meth:`_embed_media`."""
-        self._require_media(what)
-        if not inputs:
-            return []
-        client = self._async_client()
-        result = await client.embed_multimodal(
-            inputs, on_error="raise", **self._media_kwargs(query, fps)
-        )
-        self._runtime().usage.add(result.usage)
-        return result.embeddings
+
+def options_section(cls: type[BaseModel], *, skip: typing.Collection[str] = ()) -> str:
+    """The "Options" part of an adapter's docstring, rendered from its fields.
+
+    One line per field: name, default and the field's description (the text README's options
+    table shows), so the docstring cannot name a wrong default or miss an option.
+    """
+    lines = ["", "    Options (keyword arguments; defaults in parentheses):", ""]
+    for name, field in cls.model_fields.items():
+        if name in skip:
+            continue
+        alias = f" / ``{field.alias}``" if field.alias and field.alias != name else ""
+        description = (field.description or "").replace("`", "``")
+        lines.append(f"    - ``{name}``{alias} ({_default(field)}): {description}")
+    return "\n".join(lines) + "\n"

@@ -134,9 +134,10 @@ def test_key_is_secret_everywhere(emulator_env: Emulator) -> None:
         str(emb.model_dump()),
         emb.model_dump_json(),
         repr(emb._runtime_state),
-        repr(emb._sync_client()),
     ):
         assert "sk-lc-secret-1" not in shown
+    with emb._runtime().sync_client(emb._call()) as client:
+        assert "sk-lc-secret-1" not in repr(client)
 
 
 def test_in_memory_vector_store_round_trip(emulator_env: Emulator) -> None:

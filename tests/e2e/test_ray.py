@@ -26,7 +26,7 @@ pytest.importorskip("ray")
 import ray
 import ray.data
 
-from dashscope_embeddings import DashScopeClient
+from dashscope_embeddings import ConfigurationError, DashScopeClient
 from dashscope_embeddings.emulator import Emulator
 from dashscope_embeddings.ray import (
     DashScopeEmbedder,
@@ -417,3 +417,21 @@ def test_a_missing_column_is_named_with_the_columns_there_are(service: Emulator)
     with pytest.raises(KeyError, match=r"key_column 'doc' is not in this Ray batch.*text, id"):
         embedder({"text": np.array(["a"], dtype=object), "id": np.array([1])})
     embedder.close()
+
+
+@pytest.mark.parametrize("mode", ["truncate", "chunk"])
+def test_long_text_is_passed_to_the_core(
+    service: Emulator, mode: typing.Literal["truncate", "chunk"]
+) -> None:
+    long = "word " * 9000  # over text-embedding-v4's 8,192 tokens
+    refused = DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url)
+    with pytest.raises(RejectedRowsError, match="long_text='truncate'"):
+        refused({"text": np.array([long], dtype=object)})
+    embedder = DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url, long_text=mode)
+    out = embedder({"text": np.array([long, "short"], dtype=object)})
+    assert len(out["embedding"]) == 2
+
+
+def test_an_unknown_long_text_is_refused_at_construction(service: Emulator) -> None:
+    with pytest.raises(ConfigurationError, match="long_text must be"):
+        DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url, long_text="shorten")  # type: ignore[arg-type]

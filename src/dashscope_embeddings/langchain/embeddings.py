@@ -15,9 +15,9 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
         'pip install "dashscope-embeddings[langchain]"'
     ) from exc
 
-from pydantic import ConfigDict, Field, SecretStr, model_validator
+from pydantic import ConfigDict, Field, SecretStr
 
-from dashscope_embeddings._adapter import AdapterSettings
+from dashscope_embeddings._adapter import AdapterSettings, options_section
 from dashscope_embeddings._errors import InvalidInputError
 from dashscope_embeddings._inputs import Image
 
@@ -63,12 +63,16 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
         ``embed_query`` use the multimodal endpoint too, so texts and images compare.
 
     Cost:
-        ``embeddings.usage`` holds the tokens and estimated price of all calls so far.
+        ``embeddings.usage`` holds the tokens and estimated price of all calls so far; it grows
+        as answers arrive and survives pickling.
 
-    Every other option (``dimension``, ``instruct``, ``region``, ``base_url``, ``workspace``,
-    ``protocol``, ``timeout``, ``max_concurrency``, ``max_batch_size``, ``http_client``,
-    ``http_async_client``, ``token_counter``) is shared with the LlamaIndex adapter and the
-    core client; README lists them with their defaults.
+    Key:
+        ``api_key=`` is kept (and pickled) with the object; without it the key is read from
+        ``DASHSCOPE_API_KEY`` at each call and never pickled.
+
+    Errors:
+        Bad settings raise ``ConfigurationError`` (a ``DashScopeError`` and a ``ValueError``)
+        at construction, naming the option.
     """
 
     model_config = ConfigDict(
@@ -80,8 +84,9 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
         description="Model name (alias `model_name`). `langchain_community`'s default was "
         "`text-embedding-v1`: pass it to keep an existing index's vectors.",
     )
-    """Model name. The default matches ``langchain_community``; ``text-embedding-v4`` is the
-    newest (sparse, instruct, dimensions 64-2048)."""
+    """Model name; ``text-embedding-v4`` by default (sparse, instruct, dimensions 64-2048).
+    ``langchain_community``'s default was ``text-embedding-v1``: pass it to keep an existing
+    index's vectors."""
     dashscope_api_key: SecretStr | None = Field(
         alias="api_key",
         default_factory=secret_from_env("DASHSCOPE_API_KEY", default=None),
@@ -89,8 +94,9 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
     )
     """API key. Resolution order:
 
-    1. ``api_key`` / ``dashscope_api_key`` argument;
-    2. the ``DASHSCOPE_API_KEY`` environment variable."""
+    1. ``api_key`` / ``dashscope_api_key`` argument (pickled with the object);
+    2. the ``DASHSCOPE_API_KEY`` environment variable, read again at each call (never
+       pickled)."""
     show_progress_bar: bool = Field(
         default=False,
         description="Show a tqdm bar (the `progress` extra) counting texts as requests come "
@@ -118,21 +124,32 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
         """The key is serialised as a reference to ``DASHSCOPE_API_KEY``, never its value."""
         return {"dashscope_api_key": "DASHSCOPE_API_KEY"}
 
-    @model_validator(mode="after")
-    def _validate(self) -> DashScopeEmbeddings:
-        self._check()
-        return self
+    def __init__(self, **kwargs: typing.Any) -> None:
+        """Build from keyword arguments (the options below).
+
+        Raises:
+            ConfigurationError: No key, an unknown option or region, a value out of range
+                (a ``DashScopeError`` and a ``ValueError``), naming the option.
+        """
+        key_given = "api_key" in kwargs or "dashscope_api_key" in kwargs
+        with self._settings_errors():
+            super().__init__(**kwargs)
+        self._finish_init(key_given=key_given)
+
+    def __getstate__(self) -> dict[str, typing.Any]:
+        return self._pickle_state()
+
+    def __setstate__(self, state: dict[str, typing.Any]) -> None:
+        self._restore_state(state)
 
     def _model(self) -> str:
         return self.model
-
-    def _secret(self) -> SecretStr | None:
-        return self.dashscope_api_key
 
     def _extra_parameters(self) -> Mapping[str, typing.Any] | None:
         return self.model_kwargs
 
     _ALIASES: typing.ClassVar[dict[str, str]] = {"dimensions": "dimension", "model_name": "model"}
+    _KEY_FIELD: typing.ClassVar[str] = "dashscope_api_key"
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents for storage; one vector per text, in input order.
@@ -142,11 +159,13 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
                 the error (LangChain's contract of one vector per text is kept by raising).
             DashScopeError: Any other failure, typed (see README's "Errors and limits").
         """
-        return self._embed(texts, query=False, progress=self.show_progress_bar)
+        return self._embed(
+            texts, query=False, method="embed_documents", progress=self.show_progress_bar
+        )
 
     def embed_query(self, text: str) -> list[float]:
         """Embed a search query."""
-        return self._embed([text], query=True)[0]
+        return self._embed([text], query=True, method="embed_query")[0]
 
     async def aembed_documents(self, texts: list[str]) -> list[list[float]]:
         """Embed documents for storage, asynchronously."""
@@ -168,11 +187,16 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
             InvalidInputError: On a text model (the message names the multimodal models), or
                 for a bad image, naming its index and the limit, before anything is sent.
         """
-        return self._embed_media([Image(uri) for uri in _listed(uris)])
+        return self._embed_media([Image(uri) for uri in _listed(uris)], method="embed_image")
 
     async def aembed_image(self, uris: list[str]) -> list[list[float]]:
         """Embed images asynchronously; see :meth:`embed_image`."""
         return await self._aembed_media([Image(uri) for uri in _listed(uris)])
+
+
+DashScopeEmbeddings.__doc__ = (DashScopeEmbeddings.__doc__ or "") + options_section(
+    DashScopeEmbeddings
+)
 
 
 def _listed(uris: list[str]) -> list[str]:

@@ -84,11 +84,15 @@ class SparseHalf:
         if not texts:
             return []
         progress = self._dense.show_progress_bar
-        handoff = self._dense._embed_half(texts, query=False, want="sparse", progress=progress)
+        handoff = self._dense._embed_half(
+            texts, query=False, want="sparse", method="embed_documents", progress=progress
+        )
         return handoff.sparse()
 
     def _query(self, text: str) -> SparseVector:
-        return self._dense._embed_half([text], query=True, want="sparse").sparse()[0]
+        return self._dense._embed_half(
+            [text], query=True, want="sparse", method="embed_query"
+        ).sparse()[0]
 
     async def _adocuments(self, texts: list[str]) -> list[SparseVector]:
         if not texts:

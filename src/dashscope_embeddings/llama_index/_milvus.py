@@ -73,11 +73,15 @@ class DashScopeMilvusSparseFunction(BaseSparseEmbeddingFunction):
 
     def encode_documents(self, documents: list[str]) -> list[dict[int, float]]:
         """Sparse vectors of documents (the model's ``text_type``), in input order."""
-        return [v.as_dict() for v in sparse_of(self._dense, documents, query=False)]
+        return [v.as_dict() for v in sparse_of(
+            self._dense, documents, query=False, method="encode_documents"
+        )]
 
     def encode_queries(self, queries: list[str]) -> list[dict[int, float]]:
         """Sparse vectors of queries (``text_type="query"``, with ``instruct``)."""
-        return [v.as_dict() for v in sparse_of(self._dense, queries, query=True)]
+        return [v.as_dict() for v in sparse_of(
+            self._dense, queries, query=True, method="encode_queries"
+        )]
 
     async def async_encode_documents(self, documents: list[str]) -> list[dict[int, float]]:
         """Async :meth:`encode_documents` (the async client, no thread)."""

@@ -22,7 +22,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
         'pip install "dashscope-embeddings[llama-index]"'
     ) from exc
 
-from dashscope_embeddings._adapter import AdapterSettings
+from dashscope_embeddings._adapter import AdapterSettings, options_section
 from dashscope_embeddings._inputs import Image, Video
 from dashscope_embeddings._types import TextType
 
@@ -63,6 +63,14 @@ class DashScopeBatchTextEmbeddingModels(str, Enum):
     TEXT_EMBEDDING_ASYNC_V2 = "text-embedding-async-v2"
 
 
+_DEFAULTS: dict[str, typing.Any] = {
+    "model_name": "text-embedding-v4",
+    "text_type": "document",
+    "api_key": None,
+    "embed_batch_size": 25,
+}
+
+
 class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
     """DashScope (Alibaba Cloud Model Studio) text and multimodal embeddings for LlamaIndex.
 
@@ -87,22 +95,25 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
 
     ``embed_batch_size`` only sets how many texts LlamaIndex hands over at once: requests never
     exceed the model's own limit (10 for v3/v4, 25 for v1/v2), and several are sent at a time.
-    Settings hold at call time. The object pickles (e.g. ``IngestionPipeline(num_workers=...)``):
-    clients are recreated on first use in each process.
+    Settings hold at call time. The object pickles (e.g. ``IngestionPipeline(num_workers=...)``)
+    with its usage total: clients are recreated on first use in each process. ``api_key=`` is
+    pickled with it; without it the key is read from ``DASHSCOPE_API_KEY`` at each call and never
+    pickled. Bad settings raise ``ConfigurationError`` (a ``DashScopeError`` and a
+    ``ValueError``) at construction, naming the option.
 
-    Args:
-        model_name: Model name; defaults to ``text-embedding-v2`` as the old integration did.
-        text_type: ``text_type`` of texts (nodes); queries always use ``query``.
-        api_key: API key; defaults to ``DASHSCOPE_API_KEY``.
-        embed_batch_size: Texts per LlamaIndex batch.
-        **kwargs: ``dimension``, ``instruct``, ``additional_kwargs``, ``region``,
-            ``base_url``, ``workspace``, ``protocol``, ``max_retries`` (default 2),
-            ``timeout``, ``max_concurrency``, ``max_batch_size``, ``http_client``,
-            ``http_async_client``, ``token_counter``, and LlamaIndex's own ``num_workers``,
-            ``callback_manager``...
+    ``model_name``, ``text_type``, ``api_key`` and ``embed_batch_size`` may also be given
+    positionally, in that order; ``model=`` and ``dashscope_api_key=`` are accepted as other
+    spellings. LlamaIndex's own ``num_workers``, ``callback_manager``... are accepted too.
     """
 
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+    # LangChain's and the old integration's spellings -> ours.
+    _ALIASES: typing.ClassVar[dict[str, str]] = {
+        "dimensions": "dimension",
+        "model": "model_name",
+        "dashscope_api_key": "api_key",
+    }
 
     model_name: str = Field(
         default="text-embedding-v4",
@@ -129,25 +140,36 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
 
     def __init__(
         self,
-        model_name: str = DashScopeTextEmbeddingModels.TEXT_EMBEDDING_V4.value,
-        text_type: str = "document",
-        api_key: str | None = None,
-        embed_batch_size: int = 25,
+        model_name: str = _DEFAULTS["model_name"],
+        text_type: str = _DEFAULTS["text_type"],
+        api_key: str | None = _DEFAULTS["api_key"],
+        embed_batch_size: int = _DEFAULTS["embed_batch_size"],
         **kwargs: typing.Any,
     ) -> None:
-        # LangChain's and the old class's spellings: model=, dashscope_api_key=
-        if "model" in kwargs:
-            model_name = kwargs.pop("model")
-        if "dashscope_api_key" in kwargs:
-            api_key = kwargs.pop("dashscope_api_key")
-        super().__init__(
-            model_name=str(getattr(model_name, "value", model_name)),
-            text_type=str(getattr(text_type, "value", text_type)),
-            api_key=api_key,
-            embed_batch_size=embed_batch_size,
-            **kwargs,
-        )
-        self._check()
+        given = {
+            "model_name": model_name,
+            "text_type": text_type,
+            "api_key": api_key,
+            "embed_batch_size": embed_batch_size,
+        }
+        aliased = {target for alias, target in self._ALIASES.items() if alias in kwargs}
+        for name, value in given.items():
+            if name in aliased and value == _DEFAULTS[name]:
+                continue  # given under its other spelling (model=, dashscope_api_key=)
+            kwargs[name] = value
+        for name in ("model", "model_name", "text_type"):
+            if isinstance(kwargs.get(name), Enum):
+                kwargs[name] = kwargs[name].value
+        key_given = kwargs.get("api_key") is not None or "dashscope_api_key" in kwargs
+        with self._settings_errors():
+            super().__init__(**kwargs)
+        self._finish_init(key_given=key_given)
+
+    def __getstate__(self) -> dict[str, typing.Any]:
+        return self._pickle_state()
+
+    def __setstate__(self, state: dict[str, typing.Any]) -> None:
+        self._restore_state(state)
 
     @classmethod
     def class_name(cls) -> str:
@@ -157,9 +179,6 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
     def _model(self) -> str:
         return self.model_name
 
-    def _secret(self) -> SecretStr | None:
-        return self.api_key
-
     def _document_text_type(self) -> TextType | None:
         return self.text_type
 
@@ -167,19 +186,19 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
         return self.additional_kwargs
 
     def _get_query_embedding(self, query: str) -> list[float]:
-        return self._embed([query], query=True)[0]
+        return self._embed([query], query=True, method="get_query_embedding")[0]
 
     async def _aget_query_embedding(self, query: str) -> list[float]:
         return (await self._aembed([query], query=True))[0]
 
     def _get_text_embedding(self, text: str) -> list[float]:
-        return self._embed([text], query=False)[0]
+        return self._embed([text], query=False, method="get_text_embedding")[0]
 
     async def _aget_text_embedding(self, text: str) -> list[float]:
         return (await self._aembed([text], query=False))[0]
 
     def _get_text_embeddings(self, texts: list[str]) -> list[list[float]]:
-        return self._embed(texts, query=False)
+        return self._embed(texts, query=False, method="get_text_embedding_batch")
 
     @dispatcher.span
     def get_text_embedding_batch(
@@ -200,7 +219,9 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
         with self.callback_manager.event(
             CBEventType.EMBEDDING, payload={EventPayload.SERIALIZED: payload}
         ) as event:
-            embeddings = self._embed(texts, query=False, progress=show_progress)
+            embeddings = self._embed(
+                texts, query=False, method="get_text_embedding_batch", progress=show_progress
+            )
             event.on_end(
                 payload={EventPayload.CHUNKS: texts, EventPayload.EMBEDDINGS: embeddings}
             )
@@ -236,13 +257,15 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
     # --- images and video (multimodal models) ---------------------------------------------
 
     def _get_image_embedding(self, img_file_path: ImageType) -> list[float]:
-        return self._embed_media([Image(img_file_path)])[0]
+        return self._embed_media([Image(img_file_path)], method="get_image_embedding")[0]
 
     async def _aget_image_embedding(self, img_file_path: ImageType) -> list[float]:
         return (await self._aembed_media([Image(img_file_path)]))[0]
 
     def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[list[float]]:
-        return self._embed_media([Image(p) for p in img_file_paths])
+        return self._embed_media(
+            [Image(p) for p in img_file_paths], method="get_image_embedding_batch"
+        )
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[list[float]]:
         return await self._aembed_media([Image(p) for p in img_file_paths])
@@ -260,7 +283,12 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
         self, video_urls: list[str], *, fps: float | None = None
     ) -> list[list[float]]:
         """Embed videos given as public http(s) URLs, in input order."""
-        return self._embed_media([Video(u) for u in video_urls], what="videos", fps=fps)
+        return self._embed_media(
+            [Video(u) for u in video_urls],
+            method="get_video_embeddings",
+            what="videos",
+            fps=fps,
+        )
 
     async def aget_video_embedding(
         self, video_url: str, *, fps: float | None = None
@@ -273,3 +301,9 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
     ) -> list[list[float]]:
         """Async :meth:`get_video_embeddings`."""
         return await self._aembed_media([Video(u) for u in video_urls], what="videos", fps=fps)
+
+
+DashScopeEmbedding.__doc__ = (DashScopeEmbedding.__doc__ or "") + options_section(
+    DashScopeEmbedding,
+    skip=("callback_manager", "num_workers", "embeddings_cache", "rate_limiter"),
+)

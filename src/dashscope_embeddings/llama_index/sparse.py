@@ -42,12 +42,15 @@ def paired_dense(dense: object, where: str) -> DashScopeEmbedding:
 
 
 def sparse_of(
-    dense: DashScopeEmbedding, texts: list[str], *, query: bool
+    dense: DashScopeEmbedding, texts: list[str], *, query: bool, method: str
 ) -> list[SparseVector]:
-    """Sparse vectors of ``texts`` through ``dense`` (its memo when it has a sibling)."""
+    """Sparse vectors of ``texts`` through ``dense`` (its memo when it has a sibling).
+
+    ``method`` names the public sync method called (for the running-event-loop warning).
+    """
     if not texts:
         return []
-    return dense._embed_half(texts, query=query, want="sparse").sparse()
+    return dense._embed_half(texts, query=query, want="sparse", method=method).sparse()
 
 
 async def asparse_of(
@@ -127,19 +130,22 @@ class DashScopeSparseEmbedding(BaseSparseEmbedding):
         return self._dense.usage
 
     def _get_query_embedding(self, query: str) -> SparseEmbedding:
-        return sparse_of(self._dense, [query], query=True)[0].as_dict()
+        vectors = sparse_of(self._dense, [query], query=True, method="get_query_embedding")
+        return vectors[0].as_dict()
 
     async def _aget_query_embedding(self, query: str) -> SparseEmbedding:
         return (await asparse_of(self._dense, [query], query=True))[0].as_dict()
 
     def _get_text_embedding(self, text: str) -> SparseEmbedding:
-        return sparse_of(self._dense, [text], query=False)[0].as_dict()
+        vectors = sparse_of(self._dense, [text], query=False, method="get_text_embedding")
+        return vectors[0].as_dict()
 
     async def _aget_text_embedding(self, text: str) -> SparseEmbedding:
         return (await asparse_of(self._dense, [text], query=False))[0].as_dict()
 
     def _get_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
-        return [v.as_dict() for v in sparse_of(self._dense, texts, query=False)]
+        vectors = sparse_of(self._dense, texts, query=False, method="get_text_embedding_batch")
+        return [v.as_dict() for v in vectors]
 
     async def _aget_text_embeddings(self, texts: list[str]) -> list[SparseEmbedding]:
         return [v.as_dict() for v in await asparse_of(self._dense, texts, query=False)]
@@ -177,9 +183,9 @@ def qdrant_hybrid_fns(
         dense = paired_dense(embed_model, "qdrant_hybrid_fns")
 
     def sparse_doc_fn(texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
-        return _columns(sparse_of(dense, texts, query=False))
+        return _columns(sparse_of(dense, texts, query=False, method="sparse_doc_fn"))
 
     def sparse_query_fn(texts: list[str]) -> tuple[list[list[int]], list[list[float]]]:
-        return _columns(sparse_of(dense, texts, query=True))
+        return _columns(sparse_of(dense, texts, query=True, method="sparse_query_fn"))
 
     return sparse_doc_fn, sparse_query_fn

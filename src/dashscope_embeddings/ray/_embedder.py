@@ -146,6 +146,10 @@ class DashScopeEmbedder:
             )
         if on_error not in ("raise", "skip"):
             raise ConfigurationError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        if long_text not in typing.get_args(LongText):
+            raise ConfigurationError(
+                f"long_text must be 'error', 'truncate' or 'chunk', got {long_text!r}"
+            )
         if not rate_window_s > 0:
             raise ConfigurationError(f"rate_window_s must be > 0 seconds, got {rate_window_s!r}")
         self.model = model
