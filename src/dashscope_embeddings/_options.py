@@ -149,8 +149,9 @@ class ClientSettings(BaseModel):
     token_counter: TokenCounter | None = Field(
         default=None,
         exclude=True,
-        description="An exact token counter `str -> int` for the pre-send length check "
-        "(default: a tokenizer-free estimate).",
+        description="A token counter `str -> int` for the length check, cut points, packing "
+        "and `tpm` (default: the Qwen tokenizer with the `tokenizer` extra, else bounds that "
+        "never refuse what fits nor overfill a cut).",
     )
 
     def timeout_given(self) -> bool:
