@@ -287,10 +287,24 @@ def test_plain_http_to_another_machine_is_refused() -> None:
 def test_ctrl_c_stops_sending_and_the_next_call_starts_at_once() -> None:
     with Emulator(api_key=TEST_KEY, latency=0.1) as emu:
         with DashScopeClient(TEST_KEY, base_url=emu.url, max_concurrency=4) as client:
-            timer = threading.Timer(0.35, _thread.interrupt_main)
-            timer.start()
-            with pytest.raises(KeyboardInterrupt):
-                client.embed_texts(corpus(2000))  # 200 requests, ~5 s at 4 in flight
+            interrupted = threading.Event()
+
+            def press_ctrl_c() -> None:
+                # As a user would: again if the first one was swallowed (a KeyboardInterrupt
+                # raised inside a finalizer during garbage collection is lost).
+                time.sleep(0.35)
+                while not interrupted.is_set():
+                    _thread.interrupt_main()
+                    interrupted.wait(0.5)
+
+            presser = threading.Thread(target=press_ctrl_c, daemon=True)
+            presser.start()
+            try:
+                with pytest.raises(KeyboardInterrupt):
+                    client.embed_texts(corpus(2000))  # 200 requests, ~5 s at 4 in flight
+            finally:
+                interrupted.set()
+                presser.join()
             at_interrupt = emu.stats.requests
             time.sleep(0.4)  # the in-flight ones finish; nothing queued may start
             assert emu.stats.requests - at_interrupt <= 4
