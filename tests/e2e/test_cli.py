@@ -776,3 +776,10 @@ def test_a_state_of_the_earlier_format_for_these_inputs_is_resumed(
     assert "resuming: 1 chunk(s) already done" in capsys.readouterr().err
     assert texts_sent(emu) == texts[2:]
     np.testing.assert_array_equal(np.load(out), want)
+
+
+def test_emulator_subcommand_help_names_itself(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["emulator", "--help"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out.startswith("usage: dashscope-embeddings emulator ")

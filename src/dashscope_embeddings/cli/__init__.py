@@ -120,7 +120,7 @@ def _emulator(argv: list[str]) -> int:
         raise CLIError(
             f"the emulator needs {exc.name}: pip install 'dashscope-embeddings[emulator]'"
         ) from None
-    return emulator_main(argv)
+    return emulator_main(argv, prog="dashscope-embeddings emulator")
 
 
 def _show_warning(
