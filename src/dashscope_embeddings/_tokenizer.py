@@ -17,6 +17,7 @@ import base64
 import functools
 import importlib.util
 import os
+import threading
 import typing
 import unicodedata
 from dataclasses import dataclass
@@ -146,8 +147,18 @@ class ExactCounter:
         return self.split(text, limit, first_only=True)[0]
 
 
-@functools.lru_cache(maxsize=1)
+_LOAD_LOCK = threading.Lock()
+
+
 def _load() -> ExactCounter | None:
+    # One load per process: threads asking at once wait for the first rather than each
+    # building the ~150,000-entry vocabulary (a lock, not lru_cache, which does not wait).
+    with _LOAD_LOCK:
+        return _load_once()
+
+
+@functools.lru_cache(maxsize=1)
+def _load_once() -> ExactCounter | None:
     path = _vocabulary_path()
     if path is None:
         return None
