@@ -71,7 +71,9 @@ def bits(value: object) -> object:
     return (type(value).__name__, value)
 
 
-def both(content: bytes, monkeypatch: pytest.MonkeyPatch) -> tuple[object, object]:
+def both(
+    content: bytes, monkeypatch: pytest.MonkeyPatch
+) -> tuple[tuple[bool, object], tuple[bool, object]]:
     monkeypatch.setattr(_transport, "_fast_loads", orjson.loads)
     fast = _transport.decode_json(content)
     monkeypatch.setattr(_transport, "_fast_loads", None)
