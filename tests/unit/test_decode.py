@@ -165,3 +165,27 @@ def test_the_core_imports_neither_orjson_nor_numpy_until_an_answer_is_decoded() 
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.split("\n")[0] == "[] True False"
+
+
+def test_numpy_parts_hold_the_float32_values_numpy_asarray_gives() -> None:
+    np = pytest.importorskip("numpy")
+    from dashscope_embeddings._stream import _as_numpy
+
+    tricky = [1e-300, -0.0, 0.30000000000000004, 1.4e-45, 3.4028235e38, -3.4e38, 5e-46, 0.1, 1e-7]
+    rows = [tricky, [float(i) / 7 for i in range(len(tricky))], [1, 0, -2, 3, 4, 5, 6, 7, 8]]
+    array = _as_numpy(rows)
+    assert array.dtype == np.float32 and array.shape == (3, len(tricky))
+    assert array.tobytes() == np.asarray(rows, dtype=np.float32).tobytes()
+    assert np.signbit(array[0, 1])  # -0.0 stays negative
+    for way in (_as_numpy, lambda rows: np.asarray(rows, dtype=np.float32)):
+        with pytest.warns(RuntimeWarning, match="overflow"):  # past float32: warned alike
+            assert np.isinf(way([[1e39, -1e39]])).all()
+
+
+def test_numpy_parts_of_unequal_vectors_are_refused_not_cut() -> None:
+    pytest.importorskip("numpy")
+    from dashscope_embeddings._stream import _as_numpy
+
+    with pytest.raises(ValueError):
+        _as_numpy([[0.1, 0.2], [0.1, 0.2, 0.3]])
+    assert _as_numpy([]).shape == (0,)
