@@ -172,7 +172,8 @@ def test_numpy_parts_hold_the_float32_values_numpy_asarray_gives() -> None:
     from dashscope_embeddings._stream import _as_numpy
 
     tricky = [1e-300, -0.0, 0.30000000000000004, 1.4e-45, 3.4028235e38, -3.4e38, 5e-46, 0.1, 1e-7]
-    rows = [tricky, [float(i) / 7 for i in range(len(tricky))], [1, 0, -2, 3, 4, 5, 6, 7, 8]]
+    ints: list[float] = [1, 0, -2, 3, 4, 5, 6, 7, 8]
+    rows = [tricky, [float(i) / 7 for i in range(len(tricky))], ints]
     array = _as_numpy(rows)
     assert array.dtype == np.float32 and array.shape == (3, len(tricky))
     assert array.tobytes() == np.asarray(rows, dtype=np.float32).tobytes()
