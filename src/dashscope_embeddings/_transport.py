@@ -18,8 +18,9 @@ URL, a JSON body or multipart fields, extra headers — and a parser that turns 
   WARNING on a call's first transport failure; a refused loopback port fails fast), each
   attempt holding a permit of the client's limiter only while it is on the wire, never while it
   sleeps; a sync call's siblings stop at once through a per-call cancel event;
-* a usage hook that records what a successful answer billed, once per request (retries are
-  never billed twice);
+* a usage hook that records every answer the service billed: a successful one once per
+  request, and a 200 answer its parser rejected (a NaN, a missing index) whose ``usage`` is
+  readable, before it is sent again (the service bills both);
 * the key never appears in an error, its cause chain or a log line: transport errors are
   re-raised as our own types without chaining the httpx exception (whose request holds the
   headers).
@@ -204,12 +205,53 @@ class CallCancelled(Exception):
     """Raised inside a request whose call has already failed or been interrupted."""
 
 
+_UNSET: typing.Any = object()
+_fast_loads: typing.Any = _UNSET  # orjson.loads, None without it; looked up at first decode
+
+
+def _find_fast_loads() -> Callable[[bytes], object] | None:
+    """``orjson.loads`` when the ``fast`` extra is installed, else ``None`` (imported lazily)."""
+    global _fast_loads
+    try:
+        import orjson
+    except ImportError:
+        _fast_loads = None
+    else:
+        _fast_loads = orjson.loads
+    return typing.cast("Callable[[bytes], object] | None", _fast_loads)
+
+
 def decode_json(content: bytes) -> tuple[bool, object]:
-    """``(True, value)`` for a JSON body, ``(False, None)`` otherwise."""
+    """``(True, value)`` for a JSON body, ``(False, None)`` otherwise: every answer's one decoder.
+
+    With orjson installed it decodes, else the standard library does, to the same values: both
+    round every number to the nearest double, keep ``-0.0`` and the last of duplicate keys.
+    Whatever orjson refuses is decoded again by the standard library, which keeps today's
+    answer for every body it alone reads: ``NaN`` / ``Infinity`` literals (then refused by the
+    parsers as not finite), numbers that overflow to infinity, lone surrogates, a byte order
+    mark, UTF-16 or UTF-32. One difference is left: an integer literal beyond 64 bits is a
+    float under orjson; no field of an answer holds one (indices and token counts are small).
+    """
+    fast = _fast_loads if _fast_loads is not _UNSET else _find_fast_loads()
+    if fast is not None:
+        try:
+            return True, fast(content)
+        except ValueError:  # orjson.JSONDecodeError: read it again below
+            pass
     try:
         return True, typing.cast(object, json.loads(content))
     except (ValueError, UnicodeDecodeError):
         return False, None
+
+
+def note_billed(error: APIError, billed: object) -> None:
+    """Note on the error of a rejected 200 answer what the service billed for it.
+
+    ``billed`` is shaped like the parser's result (its vectors absent), so the ``usage`` hook
+    that prices a result prices it too; :meth:`BaseTransport.record_rejected` adds it to the
+    running total before the request is sent again.
+    """
+    error._billed = billed  # type: ignore[attr-defined]
 
 
 def body_error_code(payload: object) -> str | None:
@@ -487,6 +529,20 @@ class BaseTransport:
         if usage is not None:
             self.usage.add(usage)
 
+    def record_rejected(
+        self, error: APIError, usage: Callable[[typing.Any], Usage | None] | None
+    ) -> None:
+        """Add what a 200 answer rejected by its parser billed (see :func:`note_billed`).
+
+        The service bills an answer whatever its body holds, and sending again is billed
+        again: the running total counts both. The call's result counts only the answers it
+        kept: its usage is assembled from the requests' results, where a rejected answer has
+        no place, so ``client.usage`` is the figure of what was billed.
+        """
+        billed = getattr(error, "_billed", None)
+        if billed is not None and usage is not None:
+            self.record(usage(billed))
+
     def log_attempt(
         self, request: APIRequest, attempt: int, status: int | str, started: float
     ) -> None:
@@ -560,6 +616,8 @@ class SyncTransport(BaseTransport):
                 error = exc
                 if isinstance(exc, RateLimitError):
                     self.limiter.controller.throttled(started)
+                elif isinstance(exc, ResponseValidationError):
+                    self.record_rejected(exc, usage)
             self.log_attempt(request, attempt, type(error).__name__, started)
             delay = self.retry_wait(attempt, error, budget, request)
             if delay is None:
@@ -634,6 +692,8 @@ class AsyncTransport(BaseTransport):
                 error = exc
                 if isinstance(exc, RateLimitError):
                     limiter.controller.throttled(started)
+                elif isinstance(exc, ResponseValidationError):
+                    self.record_rejected(exc, usage)
             self.log_attempt(request, attempt, type(error).__name__, started)
             delay = self.retry_wait(attempt, error, budget, request)
             if delay is None:

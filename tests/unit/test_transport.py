@@ -16,6 +16,7 @@ from dashscope_embeddings import (
     AsyncDashScopeClient,
     AuthenticationError,
     DashScopeClient,
+    ResponseValidationError,
     _transport,
 )
 
@@ -300,3 +301,109 @@ def test_async_upload_slower_than_the_timeout_is_sent_once(clock: Clock) -> None
 
     assert asyncio.run(run()) == "file-batch-1"
     assert uplink.uploads == 1
+
+
+def _rejected_body(kind: str, tokens: int) -> bytes:
+    """A 200 answer the service billed (``usage`` readable) whose vectors fail validation."""
+    items: list[dict[str, object]] = [{"embedding": [0.5] * 64, "text_index": i} for i in range(2)]
+    if kind == "nan":
+        items[1]["embedding"] = [0.5] * 63 + [float("nan")]
+    elif kind == "count":
+        items = items[:1]
+    elif kind == "index":
+        del items[1]["text_index"]
+    body = {"output": {"embeddings": items}, "usage": {"total_tokens": tokens}, "request_id": "r"}
+    return json.dumps(body).encode()  # NaN is written as the literal NaN
+
+
+def _billed_twice_handler(kind: str, sent: list[httpx.Request]) -> Callable[..., httpx.Response]:
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        body = _rejected_body(kind, 7) if len(sent) == 1 else embedding_body(2, 7)
+        return httpx.Response(200, headers={"content-type": "application/json"}, content=body)
+
+    return handler
+
+
+@pytest.mark.parametrize("kind", ["nan", "count", "index"])
+def test_a_billed_answer_that_fails_validation_counts_in_usage(clock: Clock, kind: str) -> None:
+    sent: list[httpx.Request] = []
+    with client_with(_billed_twice_handler(kind, sent)) as client:
+        result = client.embed_texts(["a", "b"], model="text-embedding-v4", dimension=64)
+        assert len(result.embeddings) == 2
+        assert len(sent) == 2  # the rejected answer was retried ...
+        # ... and the service billed both answers: the running total says so.
+        assert client.usage.total_tokens == 14
+        assert client.usage.requests == 2
+
+
+def test_a_billed_answer_rejected_until_retries_are_spent_is_counted_each_time(
+    clock: Clock,
+) -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, content=_rejected_body("nan", 5))
+
+    with client_with(handler, max_retries=2) as client:
+        with pytest.raises(ResponseValidationError):
+            client.embed_texts(["a", "b"], model="text-embedding-v4", dimension=64)
+        assert len(sent) == 3
+        assert client.usage.total_tokens == 15
+
+
+def test_a_rejected_answer_without_usage_adds_nothing(clock: Clock) -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        if len(sent) == 1:
+            return httpx.Response(200, json={"output": {"embeddings": []}, "request_id": "r"})
+        return httpx.Response(200, content=embedding_body(2, 7))
+
+    with client_with(handler) as client:
+        client.embed_texts(["a", "b"], model="text-embedding-v4", dimension=64)
+        assert client.usage.total_tokens == 7
+        assert client.usage.requests == 1
+
+
+def test_async_a_billed_answer_that_fails_validation_counts_in_usage(
+    clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[httpx.Request] = []
+
+    async def no_sleep(delay: float) -> None:
+        return None
+
+    monkeypatch.setattr(_transport, "_async_sleep", no_sleep)
+
+    async def run() -> tuple[int, int]:
+        http = httpx.AsyncClient(transport=httpx.MockTransport(_billed_twice_handler("nan", sent)))
+        async with AsyncDashScopeClient(KEY, base_url=BASE, http_client=http) as client:
+            await client.embed_texts(["a", "b"], model="text-embedding-v4", dimension=64)
+            return client.usage.total_tokens, client.usage.requests
+
+    assert asyncio.run(run()) == (14, 2)
+    assert len(sent) == 2
+
+
+def test_a_billed_multimodal_answer_that_fails_validation_counts_in_usage(clock: Clock) -> None:
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        contents = json.loads(request.content)["input"]["contents"]
+        # tongyi-embedding-vision-plus's default dimension; the first answer repeats index 0
+        items = [
+            {"index": 0 if len(sent) == 1 else i, "embedding": [0.5] * 1152}
+            for i in range(len(contents))
+        ]
+        body = {"output": {"embeddings": items}, "usage": {"input_tokens": 3}, "request_id": "r"}
+        return httpx.Response(200, json=body)
+
+    with client_with(handler) as client:
+        client.embed_multimodal(["a red shoe", "a blue hat"])
+        assert len(sent) == 2
+        assert client.usage.total_tokens == 6
+        assert client.usage.requests == 2

@@ -38,6 +38,7 @@ __all__ = [
     "merge_body",
     "parse_vector",
     "place_by_index",
+    "readable_tokens",
     "total_tokens",
 ]
 
@@ -144,6 +145,21 @@ def total_tokens(usage: object, request_id: str | None) -> int:
     usage = as_dict(usage, "usage", request_id)
     value = usage.get("total_tokens", usage.get("prompt_tokens", 0))
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def readable_tokens(payload: object, names: Sequence[str]) -> int | None:
+    """The first of ``names`` in a body's ``usage`` that is an integer; ``None`` if none is.
+
+    Never raises: it reads what a rejected answer billed (see ``note_billed``).
+    """
+    usage = payload.get("usage") if isinstance(payload, dict) else None
+    if not isinstance(usage, dict):
+        return None
+    for name in names:
+        value = usage.get(name)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
 
 
 def _combine_dense(parts: list[tuple[list[float], float]]) -> list[float]:

@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 
 from dashscope_embeddings._config import Endpoints
 from dashscope_embeddings._constants import MULTIMODAL_EMBEDDING_PATH
-from dashscope_embeddings._errors import InvalidInputError
+from dashscope_embeddings._errors import InvalidInputError, ResponseValidationError
 from dashscope_embeddings._fanout import Job, UnitOutput
 from dashscope_embeddings._registry import ModelSpec
 from dashscope_embeddings._tokens import TokenCounter
-from dashscope_embeddings._transport import Answer, APIRequest
+from dashscope_embeddings._transport import Answer, APIRequest, note_billed
 from dashscope_embeddings._types import Usage
 from dashscope_embeddings._usage import usage_for
 from dashscope_embeddings.resources._common import (
@@ -41,6 +41,7 @@ from dashscope_embeddings.resources._common import (
     merge_body,
     parse_vector,
     place_by_index,
+    readable_tokens,
 )
 from dashscope_embeddings.resources._multimodal_units import (
     DEFAULT_MAX_IMAGE_BYTES,
@@ -178,6 +179,19 @@ class MultimodalCall:
         solo = len(units) == 1 and self.units[units[0]].solo
 
         def parse(answer: Answer) -> UnitOutput:
+            try:
+                return read(answer)
+            except ResponseValidationError as error:
+                # Billed all the same: the running usage counts it before the retry.
+                payload = answer.payload
+                tokens = readable_tokens(payload, ("total_tokens", "input_tokens"))
+                if tokens is not None and isinstance(payload, dict):
+                    media = min(_image_tokens(payload.get("usage")), tokens)
+                    billed = UnitOutput(units, None, None, tokens, answer.request_id, media)
+                    note_billed(error, billed)
+                raise
+
+        def read(answer: Answer) -> UnitOutput:
             body = as_dict(answer.payload, "the body", answer.request_id)
             request_id = body.get("request_id") or answer.request_id
             output = as_dict(body.get("output"), "output", request_id)

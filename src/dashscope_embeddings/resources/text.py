@@ -20,14 +20,14 @@ from dataclasses import dataclass, field
 
 from dashscope_embeddings._config import Endpoints
 from dashscope_embeddings._constants import COMPATIBLE_EMBEDDINGS_PATH, TEXT_EMBEDDING_PATH
-from dashscope_embeddings._errors import APIError, InvalidInputError
+from dashscope_embeddings._errors import APIError, InvalidInputError, ResponseValidationError
 from dashscope_embeddings._fanout import Job, UnitOutput, is_length_rejection
 from dashscope_embeddings._registry import ModelSpec
 from dashscope_embeddings._tokens import (
     TokenCounter,
     upper_bound,
 )
-from dashscope_embeddings._transport import Answer, APIRequest
+from dashscope_embeddings._transport import Answer, APIRequest, note_billed
 from dashscope_embeddings._types import (
     OutputType,
     SparseVector,
@@ -44,6 +44,7 @@ from dashscope_embeddings.resources._common import (
     merge_body,
     parse_vector,
     place_by_index,
+    readable_tokens,
     total_tokens,
 )
 from dashscope_embeddings.resources._text_input import (
@@ -203,21 +204,28 @@ class TextCall:
         units = job.units
 
         def parse(answer: Answer) -> UnitOutput:
-            if self.protocol == "compatible":
-                out = parse_compatible(
-                    answer.payload,
-                    len(units),
-                    expected_dimension=self.expected_dimension,
-                    request_id=answer.request_id,
-                )
-            else:
-                out = parse_native(
-                    answer.payload,
-                    len(units),
-                    output_type=self.output_type,
-                    expected_dimension=self.expected_dimension,
-                    request_id=answer.request_id,
-                )
+            try:
+                if self.protocol == "compatible":
+                    out = parse_compatible(
+                        answer.payload,
+                        len(units),
+                        expected_dimension=self.expected_dimension,
+                        request_id=answer.request_id,
+                    )
+                else:
+                    out = parse_native(
+                        answer.payload,
+                        len(units),
+                        output_type=self.output_type,
+                        expected_dimension=self.expected_dimension,
+                        request_id=answer.request_id,
+                    )
+            except ResponseValidationError as error:
+                # Billed all the same: the running usage counts it before the retry.
+                tokens = readable_tokens(answer.payload, ("total_tokens", "prompt_tokens"))
+                if tokens is not None:
+                    note_billed(error, UnitOutput(units, None, None, tokens, answer.request_id))
+                raise
             return UnitOutput(units, out.dense, out.sparse, out.total_tokens, out.request_id)
 
         return parse
