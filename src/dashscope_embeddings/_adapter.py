@@ -23,33 +23,73 @@ Each adapter supplies its framework's names: the model field, the key field, the
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
+import sys
 import threading
 import typing
 from collections.abc import Iterator, Mapping, Sequence
 
-import httpx
-from pydantic import BaseModel, Field, PrivateAttr, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    PlainValidator,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from dashscope_embeddings._adapter_runtime import AdapterRuntime, CallSettings
-from dashscope_embeddings._config import checked_endpoints, resolve_api_key
 from dashscope_embeddings._constants import API_KEY_ENV
 from dashscope_embeddings._errors import ConfigurationError, InvalidInputError
-from dashscope_embeddings._memo import Half, HalvesMemo, Handoff
 from dashscope_embeddings._options import ClientSettings
 from dashscope_embeddings._registry import ModelSpec, get_model_spec, list_models
 from dashscope_embeddings._types import TextType, Usage
-from dashscope_embeddings.resources.multimodal import check_multimodal_options
-from dashscope_embeddings.resources.text import LongText, check_options
+from dashscope_embeddings.resources._text_input import LongText, check_options
+
+# What a call needs (the runtime, the memo, the endpoint checks; the clients and httpx through
+# them) loads when first used: importing or building an adapter stays light.
+if typing.TYPE_CHECKING:
+    import httpx
+
+    from dashscope_embeddings._adapter_runtime import AdapterRuntime, CallSettings
+    from dashscope_embeddings._memo import Half, HalvesMemo, Handoff
 
 __all__ = ["AdapterSettings", "options_section"]
 
 _CLIENT_FIELDS = tuple(ClientSettings.model_fields)
 _HALVES_LOCK = threading.Lock()  # makes each object's HalvesMemo once
 _RUNTIME_LOCK = threading.Lock()  # makes each object's AdapterRuntime once
+
+
+
+def _httpx_instance(kind: str) -> typing.Callable[[object], object]:
+    """A validator accepting an ``httpx.<kind>`` without importing httpx to define the field.
+
+    A value can only be an httpx client if httpx is loaded already, so the check looks there.
+    """
+
+    def check(value: object) -> object:
+        httpx_module = sys.modules.get("httpx")
+        cls = getattr(httpx_module, kind, None)
+        if cls is None or not isinstance(value, cls):
+            raise ValueError(f"expected an httpx.{kind}, got {type(value).__name__}")
+        return value
+
+    return check
+
+
+# The field types of the injected clients: httpx's classes for type checkers; at run time a
+# check that needs no import of httpx, so defining an adapter class does not load it.
+if typing.TYPE_CHECKING:
+    _SyncHTTPClient: typing.TypeAlias = httpx.Client
+    _AsyncHTTPClient: typing.TypeAlias = httpx.AsyncClient
+else:
+    _SyncHTTPClient = typing.Annotated[typing.Any, PlainValidator(_httpx_instance("Client"))]
+    _AsyncHTTPClient = typing.Annotated[
+        typing.Any, PlainValidator(_httpx_instance("AsyncClient"))
+    ]
 
 OFFLINE_HINT = (
     "To work offline, start the bundled emulator (python -m dashscope_embeddings.emulator) "
@@ -91,12 +131,12 @@ class AdapterSettings(ClientSettings):
         ge=1,
         description="Override of the registry's texts-per-request cap, for a model it lacks.",
     )
-    http_client: httpx.Client | None = Field(
+    http_client: _SyncHTTPClient | None = Field(
         default=None,
         exclude=True,
         description="Your own `httpx.Client` (proxies, custom TLS); never closed by us.",
     )
-    http_async_client: httpx.AsyncClient | None = Field(
+    http_async_client: _AsyncHTTPClient | None = Field(
         default=None,
         exclude=True,
         description="Your own `httpx.AsyncClient`; never closed by us.",
@@ -130,6 +170,8 @@ class AdapterSettings(ClientSettings):
         }
         for name in data:
             if name not in known:
+                import difflib
+
                 close = difflib.get_close_matches(name, sorted(known), n=3, cutoff=0.6)
                 hint = f"; did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
                 raise ValueError(f"{cls.__name__} has no option {name!r}{hint}")
@@ -183,6 +225,8 @@ class AdapterSettings(ClientSettings):
 
     def _api_key(self) -> SecretStr:
         """The key to send: the argument, else ``DASHSCOPE_API_KEY`` as it is now."""
+        from dashscope_embeddings._config import resolve_api_key
+
         try:
             return resolve_api_key(self._secret())
         except ConfigurationError as exc:
@@ -222,6 +266,8 @@ class AdapterSettings(ClientSettings):
                     instruct=instruct,
                     protocol=self.protocol,
                 )
+        from dashscope_embeddings._config import checked_endpoints
+
         self._api_key()
         checked_endpoints(self)
 
@@ -238,6 +284,8 @@ class AdapterSettings(ClientSettings):
         with _RUNTIME_LOCK:  # one runtime per object, even when threads start together
             runtime = self._runtime_state
             if runtime is None or runtime.owner != id(self):  # new, or a copy of another
+                from dashscope_embeddings._adapter_runtime import AdapterRuntime
+
                 runtime = AdapterRuntime(id(self))
                 self._runtime_state = runtime
             return runtime
@@ -252,6 +300,8 @@ class AdapterSettings(ClientSettings):
 
     def _call(self) -> CallSettings:
         """A snapshot of the settings for one call."""
+        from dashscope_embeddings._adapter_runtime import CallSettings
+
         key = self._api_key()
         options = self._client_options()
         digest = hashlib.sha256(key.get_secret_value().encode()).hexdigest()
@@ -422,6 +472,8 @@ class AdapterSettings(ClientSettings):
         self._check_sparse()
         with _HALVES_LOCK:
             if self._halves_memo is None:
+                from dashscope_embeddings._memo import HalvesMemo
+
                 self._halves_memo = HalvesMemo()
             return self._halves_memo
 
@@ -459,6 +511,8 @@ class AdapterSettings(ClientSettings):
                 f"{spec.name} is a multimodal model, served only on the native endpoint; "
                 "leave protocol='native'"
             )
+        from dashscope_embeddings.resources.multimodal import check_multimodal_options
+
         check_multimodal_options(spec, dimension=self.dimension, fps=None, instruct=self.instruct)
 
     def _require_media(self, what: str) -> None:

@@ -24,15 +24,19 @@ import threading
 import typing
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 
-import httpx
-from pydantic import SecretStr
-
-from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
 from dashscope_embeddings._inputs import Text
 from dashscope_embeddings._memo import Half, HalvesMemo, Handoff, Settings
-from dashscope_embeddings._registry import ModelSpec
-from dashscope_embeddings._types import EmbeddingResult, TextType, Usage
-from dashscope_embeddings.resources.text import LongText
+from dashscope_embeddings._types import Usage
+
+# The clients (and with them httpx and the transport) load when the first one is made.
+if typing.TYPE_CHECKING:
+    import httpx
+    from pydantic import SecretStr
+
+    from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
+    from dashscope_embeddings._registry import ModelSpec
+    from dashscope_embeddings._types import EmbeddingResult, TextType
+    from dashscope_embeddings.resources._text_input import LongText
 
 __all__ = ["AdapterRuntime", "CallSettings"]
 
@@ -178,6 +182,8 @@ class AdapterRuntime:
         """The sync client for ``call``, held until the block ends."""
 
         def build() -> DashScopeClient:
+            from dashscope_embeddings._client import DashScopeClient
+
             return DashScopeClient(
                 call.api_key, http_client=call.http_client, **call.client_options
             )
@@ -201,6 +207,8 @@ class AdapterRuntime:
         """The async client for ``call``, held until the block ends."""
 
         def build() -> AsyncDashScopeClient:
+            from dashscope_embeddings._client import AsyncDashScopeClient
+
             return AsyncDashScopeClient(
                 call.api_key, http_client=call.http_async_client, **call.client_options
             )

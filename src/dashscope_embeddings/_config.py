@@ -8,7 +8,6 @@ import typing
 import warnings
 from dataclasses import dataclass
 
-import httpx
 from pydantic import SecretStr
 
 from dashscope_embeddings._constants import (
@@ -63,6 +62,8 @@ def resolve_api_key(api_key: str | SecretStr | None) -> SecretStr:
 
 def _split_base(url: str) -> tuple[str, str]:
     """Native and compatible bases from any of: a host, a native base, a compatible base."""
+    import httpx
+
     parsed = httpx.URL(url)
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise ConfigurationError(f"base_url must be an http(s) URL, got {url!r}")
@@ -123,6 +124,8 @@ def resolve_endpoints(
         base_url = REGION_HOSTS[region or DEFAULT_REGION]
     native, compatible = _split_base(base_url)
     if region is None:  # a known host tells its region (and so the currency of cost estimates)
+        import httpx
+
         host = httpx.URL(base_url).host
         region = next((r for r, h in REGION_HOSTS.items() if httpx.URL(h).host == host), None)
     return Endpoints(
@@ -153,6 +156,8 @@ def check_transport_security(endpoints: Endpoints, *, allow_insecure_http: bool)
     Raises:
         ConfigurationError: Naming the URL and the option that allows it.
     """
+    import httpx
+
     url = httpx.URL(endpoints.native_base)
     if url.scheme == "http" and not is_loopback(url.host) and not allow_insecure_http:
         raise ConfigurationError(

@@ -19,7 +19,6 @@ from pydantic import ConfigDict, Field, SecretStr
 
 from dashscope_embeddings._adapter import AdapterSettings, options_section
 from dashscope_embeddings._errors import InvalidInputError
-from dashscope_embeddings._inputs import Image
 
 __all__ = ["DashScopeEmbeddings"]
 
@@ -187,10 +186,14 @@ class DashScopeEmbeddings(AdapterSettings, Embeddings, Serializable):
             InvalidInputError: On a text model (the message names the multimodal models), or
                 for a bad image, naming its index and the limit, before anything is sent.
         """
+        from dashscope_embeddings._inputs import Image
+
         return self._embed_media([Image(uri) for uri in _listed(uris)], method="embed_image")
 
     async def aembed_image(self, uris: list[str]) -> list[list[float]]:
         """Embed images asynchronously; see :meth:`embed_image`."""
+        from dashscope_embeddings._inputs import Image
+
         return await self._aembed_media([Image(uri) for uri in _listed(uris)])
 
 

@@ -16,8 +16,10 @@ vectors, and async is truly async.
 Hybrid search (sparse + dense, one request per text for both halves):
 ``DashScopeSparseEmbedding`` (a ``BaseSparseEmbedding``) and ``qdrant_hybrid_fns`` for
 ``QdrantVectorStore(enable_hybrid=True)`` need llama-index-core only;
-``DashScopeMilvusSparseFunction`` for ``MilvusVectorStore(enable_sparse=True)`` is loaded on
-first use and raises ``ImportError`` naming the pip command without the ``milvus`` extra.
+``DashScopeMilvusSparseFunction`` for ``MilvusVectorStore(enable_sparse=True)`` raises
+``ImportError`` naming the pip command without the ``milvus`` extra. The sparse names load on
+first use, so importing this module loads no LlamaIndex module a ``llama_index.core`` app has
+not loaded.
 """
 
 from __future__ import annotations
@@ -31,15 +33,23 @@ from dashscope_embeddings.llama_index.embedding import (
     DashScopeTextEmbeddingModels,
     DashScopeTextEmbeddingType,
 )
-from dashscope_embeddings.llama_index.sparse import DashScopeSparseEmbedding, qdrant_hybrid_fns
 
 if typing.TYPE_CHECKING:
     from dashscope_embeddings.llama_index._milvus import (
         DashScopeMilvusSparseFunction as DashScopeMilvusSparseFunction,
     )
+    from dashscope_embeddings.llama_index.sparse import (
+        DashScopeSparseEmbedding as DashScopeSparseEmbedding,
+    )
+    from dashscope_embeddings.llama_index.sparse import qdrant_hybrid_fns as qdrant_hybrid_fns
 
-# Names that need an engine package, and the module that defines each.
-_LAZY = {"DashScopeMilvusSparseFunction": "dashscope_embeddings.llama_index._milvus"}
+# Names loaded on first use (they need a framework module or an engine package), and the module
+# that defines each.
+_LAZY = {
+    "DashScopeSparseEmbedding": "dashscope_embeddings.llama_index.sparse",
+    "qdrant_hybrid_fns": "dashscope_embeddings.llama_index.sparse",
+    "DashScopeMilvusSparseFunction": "dashscope_embeddings.llama_index._milvus",
+}
 
 __all__ = [
     "DashScopeBatchTextEmbeddingModels",
@@ -61,4 +71,4 @@ def __getattr__(name: str) -> typing.Any:
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_LAZY])
+    return sorted({*globals(), *_LAZY})

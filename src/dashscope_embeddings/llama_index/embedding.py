@@ -23,7 +23,6 @@ except ImportError as exc:  # pragma: no cover - exercised in a venv without the
     ) from exc
 
 from dashscope_embeddings._adapter import AdapterSettings, options_section
-from dashscope_embeddings._inputs import Image, Video
 from dashscope_embeddings._types import TextType
 
 dispatcher = get_dispatcher(__name__)
@@ -257,18 +256,18 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
     # --- images and video (multimodal models) ---------------------------------------------
 
     def _get_image_embedding(self, img_file_path: ImageType) -> list[float]:
-        return self._embed_media([Image(img_file_path)], method="get_image_embedding")[0]
+        return self._embed_media(_images([img_file_path]), method="get_image_embedding")[0]
 
     async def _aget_image_embedding(self, img_file_path: ImageType) -> list[float]:
-        return (await self._aembed_media([Image(img_file_path)]))[0]
+        return (await self._aembed_media(_images([img_file_path])))[0]
 
     def _get_image_embeddings(self, img_file_paths: list[ImageType]) -> list[list[float]]:
         return self._embed_media(
-            [Image(p) for p in img_file_paths], method="get_image_embedding_batch"
+            _images(img_file_paths), method="get_image_embedding_batch"
         )
 
     async def _aget_image_embeddings(self, img_file_paths: list[ImageType]) -> list[list[float]]:
-        return await self._aembed_media([Image(p) for p in img_file_paths])
+        return await self._aembed_media(_images(img_file_paths))
 
     def get_video_embedding(self, video_url: str, *, fps: float | None = None) -> list[float]:
         """Embed a video, given as a public http(s) URL.
@@ -284,7 +283,7 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
     ) -> list[list[float]]:
         """Embed videos given as public http(s) URLs, in input order."""
         return self._embed_media(
-            [Video(u) for u in video_urls],
+            _videos(video_urls),
             method="get_video_embeddings",
             what="videos",
             fps=fps,
@@ -300,7 +299,21 @@ class DashScopeEmbedding(MultiModalEmbedding, AdapterSettings):
         self, video_urls: list[str], *, fps: float | None = None
     ) -> list[list[float]]:
         """Async :meth:`get_video_embeddings`."""
-        return await self._aembed_media([Video(u) for u in video_urls], what="videos", fps=fps)
+        return await self._aembed_media(_videos(video_urls), what="videos", fps=fps)
+
+
+def _images(values: typing.Iterable[ImageType]) -> list[object]:
+    """``Image`` inputs (their module loads on the first multimodal call)."""
+    from dashscope_embeddings._inputs import Image
+
+    return [Image(value) for value in values]
+
+
+def _videos(urls: typing.Iterable[str]) -> list[object]:
+    """``Video`` inputs (their module loads on the first multimodal call)."""
+    from dashscope_embeddings._inputs import Video
+
+    return [Video(url) for url in urls]
 
 
 DashScopeEmbedding.__doc__ = (DashScopeEmbedding.__doc__ or "") + options_section(
