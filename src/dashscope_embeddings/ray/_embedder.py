@@ -90,9 +90,10 @@ class DashScopeEmbedder:
     column (see ``dashscope_embeddings.ray._columns`` for the types). Keep the dataset's order
     with ``DataContext.get_current().execution_options.preserve_order = True``.
 
-    ``rpm``, ``tpm`` and ``max_concurrency`` are the account's, shared by every actor through
-    the fleet quota named ``quota_name`` (see the package docstring); ``quota_name=None`` makes
-    them each actor's own.
+    The actors of one account share one adaptive concurrency limit through the fleet quota
+    named ``quota_name`` (a 429 seen by any of them steps the whole fleet back); ``rpm``,
+    ``tpm`` and ``max_concurrency``, when given, are the account's and cap it (see the package
+    docstring). ``quota_name=None`` makes the limits each actor's own.
 
     Args:
         model: The embedding model.
@@ -111,7 +112,8 @@ class DashScopeEmbedder:
         error_column: With ``on_error="skip"``: the reason column (default
             ``<output_column>_error``, null where the row has its vector).
         sparse_column: The sparse vector column (default ``<output_column>_sparse``).
-        quota_name: The fleet quota shared by actors; ``None``: per-actor limits.
+        quota_name: The fleet quota shared by actors (its coordinator holds each account's
+            adaptive limit and the declared limits); ``None``: per-actor limits.
         rate_window_s: Length of the ``rpm`` / ``tpm`` window in seconds (60, the service's;
             shorter only against an emulator with a short window).
         api_key: The key; by default ``DASHSCOPE_API_KEY`` in the actor's environment (then
