@@ -1,6 +1,7 @@
-"""Ray scaling (issue 13): rows/s with 1, 2 and 4 actors on one account cap, vs one process.
+"""Ray scaling: rows/s and 429s with 1 to 8 actors on one account cap, vs one process.
 
-    .venv/bin/python benchmarks/ray_scaling.py        # about 3 minutes on 2 cores
+    .venv/bin/python benchmarks/ray_scaling.py        # about 5 minutes on 2 cores
+    .venv/bin/python benchmarks/ray_scaling.py --texts 4000 --modes "fleet adaptive (defaults),none"
 
 The emulator (its own process) stands for one account: ``--cap`` requests in flight at most
 (beyond it HTTP 429) and ``--latency`` seconds per request. The same ``--texts`` texts go
@@ -9,17 +10,19 @@ through:
 * **one process**: ``DashScopeClient.embed_stream`` with default settings (the adaptive limiter
   finds the cap from the 429s);
 * **Ray Data**, ``map_batches(DashScopeEmbedder, ActorPoolStrategy(size=N))`` for N in
-  ``--actors``, in three modes:
-  ``fleet quota`` (``max_concurrency=cap`` shared through the quota actor: permits per
-  request), ``1/N share`` (each actor's own fixed ``max_concurrency=cap // N``, no quota
-  actor) and ``none`` (each actor's default adaptive limiter alone).
+  ``--actors``, in the ``--modes``:
+  ``fleet adaptive (defaults)`` (nothing declared: the actors share one adaptive limit held
+  by the quota actor), ``fleet quota`` (``max_concurrency=cap`` declared, shared through the
+  quota actor: permits per request), ``1/N share`` (each actor's own fixed
+  ``max_concurrency=cap // N``, no quota actor) and ``none`` (``quota_name=None``: each
+  actor's default adaptive limiter alone).
 
 Reported per run: rows/s, its ratio to the one-process path and to the bound
 (``ceil(texts / 10 / cap) x latency``: nothing can be faster on that account), the requests,
-429s and peak in flight the emulator saw, and whether every row came back with exactly the
-one-process vector. Ray's own fixed cost (starting the actors, moving blocks) is measured
-with a no-op UDF on the same pipeline; the quota actor's round trips are timed from the
-driver. Not a test; nothing leaves 127.0.0.1.
+429s (and their share of the requests) and peak in flight the emulator saw, and whether
+every row came back with exactly the one-process vector. Ray's own fixed cost (starting the
+actors, moving blocks) is measured with a no-op UDF on the same pipeline; the quota actor's
+round trips are timed from the driver. Not a test; nothing leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -46,10 +49,10 @@ import ray
 import ray.data
 
 from dashscope_embeddings import DashScopeClient
-from dashscope_embeddings.ray import DashScopeEmbedder, fleet_quota_stats
+from dashscope_embeddings.ray import DashScopeEmbedder, fleet_quota_stats, remove_fleet_quota
 from dashscope_embeddings.ray._quota import FleetQuota, QuotaLimits
 
-MODES = ("fleet quota", "1/N share", "none")
+MODES = ("fleet adaptive (defaults)", "fleet quota", "1/N share", "none")
 
 
 class NoOp:
@@ -81,8 +84,14 @@ def pipeline(
     return table, time.perf_counter() - started
 
 
+def share(stats: dict[str, Any]) -> str:
+    """The 429s' share of the requests the emulator saw."""
+    throttled = stats["responses_by_status"].get("429", 0)
+    return f"{throttled / max(1, stats['requests']):.1%}"
+
+
 def check(table: pa.Table, reference: np.ndarray) -> str:
-    """"yes" when every row is there once with exactly the one-process vector."""
+    """``yes`` when every row is there once with exactly the one-process vector."""
     table = table.sort_by("id")
     if table.column("id").to_pylist() != list(range(len(reference))):
         return "rows missing or repeated"
@@ -119,12 +128,18 @@ def main() -> int:
     parser.add_argument("--texts", type=int, default=8000)
     parser.add_argument("--latency", type=float, default=0.1)
     parser.add_argument("--cap", type=int, default=8, help="the account's requests in flight")
-    parser.add_argument("--actors", default="1,2,4")
+    parser.add_argument("--actors", default="1,2,4,8")
+    parser.add_argument(
+        "--modes", default=",".join(MODES), help=f"comma-separated, of: {', '.join(MODES)}"
+    )
     parser.add_argument("--batch-size", type=int, default=400)
     parser.add_argument("--markdown", type=Path, help="also write the tables to this file")
     parser.add_argument("--json", type=Path, help="also write every raw figure to this file")
     args = parser.parse_args()
     actor_counts = [int(a) for a in args.actors.split(",")]
+    modes = [m.strip() for m in args.modes.split(",")]
+    if unknown := set(modes) - set(MODES):
+        parser.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
     texts = h.corpus(args.texts, words=(10, 30))
     bound_s = h.bound_s(args.texts, args.cap, args.latency)
     report: dict[str, Any] = {"args": vars(args) | {"markdown": None, "json": None}}
@@ -155,6 +170,7 @@ def main() -> int:
                 f"{single_rate / (args.texts / bound_s):.2f}",
                 single["requests"],
                 single["responses_by_status"].get("429", 0),
+                share(single),
                 single["peak_in_flight"],
                 f"{single_s:.1f}",
                 "yes" if ok else "NO",
@@ -181,21 +197,28 @@ def main() -> int:
                 _, noop[actors] = pipeline(ds, NoOp, {"dimension": 1024}, actors, args.batch_size)
             report["noop_s"] = noop
             for actors in actor_counts:
-                for mode in MODES:
+                for mode in modes:
                     kwargs: dict[str, Any] = {"model": h.MODEL, "base_url": emu.native}
-                    if mode == "fleet quota":
-                        kwargs |= {"max_concurrency": args.cap, "quota_name": f"bench-{actors}"}
+                    name = f"bench-{actors}-{MODES.index(mode)}"
+                    if mode == "fleet adaptive (defaults)":
+                        kwargs |= {"quota_name": name}
+                    elif mode == "fleet quota":
+                        kwargs |= {"max_concurrency": args.cap, "quota_name": name}
                     elif mode == "1/N share":
                         kwargs |= {
                             "max_concurrency": max(1, args.cap // actors),
                             "adaptive_concurrency": False,
                             "quota_name": None,
                         }
+                    else:
+                        kwargs |= {"quota_name": None}
                     emu.reset()
                     print(f"ray: {actors} actors, {mode}...", file=sys.stderr)
                     out, seconds = pipeline(ds, DashScopeEmbedder, kwargs, actors, args.batch_size)
                     stats = emu.stats()
-                    quota = fleet_quota_stats(f"bench-{actors}") if mode == "fleet quota" else None
+                    quota = fleet_quota_stats(name) if mode.startswith("fleet") else None
+                    if quota is not None:
+                        remove_fleet_quota(name)
                     rate = args.texts / seconds
                     verdict = check(out, reference)
                     report.setdefault("ray", []).append(
@@ -218,6 +241,7 @@ def main() -> int:
                             f"{rate / (args.texts / bound_s):.2f}",
                             stats["requests"],
                             stats["responses_by_status"].get("429", 0),
+                            share(stats),
                             stats["peak_in_flight"],
                             f"{seconds:.1f}",
                             verdict,
@@ -236,6 +260,7 @@ def main() -> int:
         "vs bound",
         "requests",
         "429s",
+        "429 share",
         "peak in flight",
         "wall s",
         "every row, exact vector",

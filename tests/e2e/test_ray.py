@@ -7,6 +7,7 @@ in this process on 127.0.0.1, where Ray's worker processes reach it.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import os
 import pathlib
@@ -228,6 +229,62 @@ def test_the_fleet_shares_one_concurrency_cap(ray_local: pathlib.Path) -> None:
     assert remove_fleet_quota("cap-test") and fleet_quota_stats("cap-test") is None
 
 
+def test_three_actors_with_defaults_adapt_as_one_fleet(ray_local: pathlib.Path) -> None:
+    cap = 4
+    with Emulator(api_key=TEST_KEY, latency=0.05, max_in_flight=cap) as emu:
+        rows = _run(
+            _dataset(_texts(1000)),
+            actors=3,
+            batch_size=100,
+            base_url=emu.url,
+            quota_name="adaptive-test",
+        )
+        stats = emu.stats
+    quota = fleet_quota_stats("adaptive-test")
+
+    assert [r["id"] for r in rows] == list(range(1000))
+    assert all(r["embedding"] is not None for r in rows)
+    throttled = stats.responses_by_status.get(429, 0)
+    assert stats.billed_requests == 100  # 10 texts per request, each billed once
+    assert throttled < 0.10 * stats.requests, stats
+    # One limit for the fleet, at the coordinator: every attempt of every actor asked it.
+    assert quota is not None and quota.permits_granted == stats.requests
+    assert quota.processes >= 3 and quota.limits == QuotaLimits()  # nothing was declared
+    (account,) = quota.fleet_limits
+    assert account.endswith(f"@127.0.0.1:{emu.port}/{MODEL}") and TEST_KEY not in account
+    assert remove_fleet_quota("adaptive-test")
+
+
+def test_a_lost_coordinator_leaves_each_actor_its_own_limiter(ray_local: pathlib.Path) -> None:
+    name = "lost-test"
+    with Emulator(api_key=TEST_KEY, latency=0.1, max_in_flight=4) as emu:
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            job = pool.submit(
+                _run,
+                _dataset(_texts(1000)),
+                actors=3,
+                batch_size=100,
+                base_url=emu.url,
+                quota_name=name,
+            )
+            deadline = time.monotonic() + 120
+            while emu.stats.requests < 10 and not job.done() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert remove_fleet_quota(name)  # killed mid-run
+            assert not job.done()
+            rows = job.result(timeout=180)  # finishes: no actor waits for it forever
+        stats = emu.stats
+
+    assert [r["id"] for r in rows] == list(range(1000))
+    assert all(r["embedding"] is not None for r in rows)
+    assert stats.billed_requests == 100
+    said = f"fleet quota {name!r} did not answer".encode()
+    counts = [
+        path.read_bytes().count(said) for path in ray_local.rglob("worker-*") if path.is_file()
+    ]
+    assert 1 <= sum(counts) <= 3 and max(counts) == 1, counts  # once per actor at most
+
+
 def test_the_fleet_stays_under_one_rpm(ray_local: pathlib.Path) -> None:
     rpm, window = 8, 1.0
     # The service counts `rpm` per 1.0 s window; the fleet budgets it per 1.2 s (its clock
@@ -380,6 +437,8 @@ async def test_permits_are_first_come_first_served_and_leases_expire() -> None:
 
 
 class _FakeQuota:
+    lost = False
+
     def __init__(self, waits: list[float]) -> None:
         self.waits = waits
         self.calls: list[tuple[int, int]] = []
@@ -404,7 +463,9 @@ def test_a_fleet_rate_reserves_once_per_attempt() -> None:
 
 
 def test_the_compatible_protocol_needs_no_text_type(service: Emulator) -> None:
-    embedder = DashScopeEmbedder(MODEL, api_key=TEST_KEY, base_url=service.url, protocol="compatible")
+    embedder = DashScopeEmbedder(
+        MODEL, api_key=TEST_KEY, base_url=service.url, protocol="compatible"
+    )
     out = embedder({"text": np.array(["hello there"], dtype=object)})
     assert out["embedding"].shape == (1, 1024)
     embedder.close()

@@ -15,8 +15,7 @@ Use:
         ray.data.DataContext.get_current().execution_options.preserve_order = True
         ds = ray.data.read_parquet("corpus/").map_batches(
             DashScopeEmbedder,
-            fn_constructor_kwargs={"model": "text-embedding-v4", "key_column": "id",
-                                   "rpm": 1800, "max_concurrency": 16},
+            fn_constructor_kwargs={"model": "text-embedding-v4", "key_column": "id"},
             compute=ray.data.ActorPoolStrategy(size=4),
             batch_size=256, batch_format="pyarrow", num_cpus=0.25,
         )
@@ -24,40 +23,50 @@ Use:
 
 The quota, shared by the fleet
 ------------------------------
-``rpm``, ``tpm`` and ``max_concurrency`` given to :class:`DashScopeEmbedder` are the
-*account's*, for all its actors together. The first actor to start creates a small named
-actor (``quota:<quota_name>`` in the ``dashscope-embeddings`` namespace, detached, 0 CPUs,
-asyncio) that holds them; every actor's client asks it:
+The first actor to start creates a small named actor (``quota:<quota_name>`` in the
+``dashscope-embeddings`` namespace, detached, 0 CPUs, asyncio), the fleet's coordinator; every
+actor's client asks it before each HTTP attempt.
 
-* **rpm / tpm: a reservation per request attempt.** Each attempt reserves one request and its
-  estimated tokens in the coordinator's rolling windows (the core's ``RateWindow``), both or
-  neither, in one round trip (the client's ``rpm_budget`` / ``tpm_budget`` hook). The fleet
-  never sends more than the windows allow, however many actors there are.
-* **max_concurrency: a permit per HTTP attempt.** The client's httpx transport takes a permit
-  just before a request is sent and gives it back when the answer has been read (first come,
-  first served). A permit is a lease that ends by itself ``timeout`` + 30 s later, so an actor
-  killed mid-request cannot leak one. Each actor's own ceiling is twice ``max_concurrency``:
-  one busy actor may use the whole account while the others wait for input, and requests wait
-  in line at the coordinator, so a permit given back goes to the next one at once.
-* **429s still adapt.** Inside each actor the core's adaptive limiter still steps back on
-  throttling: the account's real bound may be lower than the one declared, or other programs
-  may share it.
+* **One adaptive limit per account, by default.** With nothing declared, the actors of one
+  account (a hash of the key, never the key; the service's host; the model) share one
+  concurrency limit held by the coordinator: the core's adaptive policy (start at 8, grow by
+  one after a window of successes, step back on a 429, cut by 30 % when still throttled), fed
+  by every actor's answers. A 429 seen by any actor steps the fleet back; a permit per HTTP
+  attempt is handed out fleet-wide, first come, first served. The coordinator also knows how
+  many requests were on the wire when the service refused one: a 429 for the k-th in flight
+  holds the fleet to k - 1 until the policy probes one higher. Each actor's own adaptive
+  limiter still runs underneath.
+* **rpm / tpm: a reservation per request attempt.** ``rpm``, ``tpm`` and ``max_concurrency``
+  given to :class:`DashScopeEmbedder` are the *account's*, for all its actors together. Each
+  attempt reserves one request and its estimated tokens in the coordinator's rolling windows
+  (the core's ``RateWindow``), both or neither, in one round trip (the client's
+  ``rpm_budget`` / ``tpm_budget`` hook). The fleet never sends more than the windows allow.
+* **max_concurrency caps the adaptive limit.** The fleet never has more than
+  ``max_concurrency`` requests on the wire, whatever the adaptive limit says. A permit is a
+  lease that ends by itself ``timeout`` + 30 s later, so an actor killed mid-request cannot
+  leak one. Each actor's own ceiling is then twice ``max_concurrency``: one busy actor may use
+  the whole account while the others wait for input.
 
 Why not give each of N actors 1/N of the quota: an actor does not know N (an autoscaling pool
 changes it), a small cap splits badly (5 permits for 2 actors: 2 + 2 wastes one, 3 + 3 goes
 over), and the shares of idle actors are lost (a job's last batches, uneven batches). Asking
-costs one round trip per attempt for a rate reservation and one for a permit (about 1 ms each
+costs one round trip per attempt for a permit and one for a rate reservation (about 1 ms each
 on one machine, against tens or hundreds of milliseconds per request); the release is not
-waited for. Without ``rpm`` / ``tpm`` / ``max_concurrency`` no coordinator is made, and each
-actor's adaptive limiter finds its share from the 429s alone. Measured on an emulated account
-of 8 requests in flight (``benchmarks/RESULTS.md``): with the fleet quota, at most 8 in flight
-and no 429 at 1, 2 and 4 actors; without it, 12, 48 and 141 429s for 800 requests; equal fixed
-1/N shares matched the quota's rows/s there, where N was known and the blocks were even.
-``quota_name=None`` makes the limits each actor's own.
+waited for. Measured in ``benchmarks/RESULTS.md``: with defaults, 1 to 8 actors against an
+emulated account of 8 in flight send about as many 429s as one process does, where each
+actor finding its share alone sent 12 to 141 for 800 requests. ``quota_name=None`` (or Ray
+not initialised in the process) makes the limits each actor's own.
+
+**A lost coordinator.** If the coordinator stops answering (killed, unreachable: no answer
+within 10 s, asked again every 10 s while a permit is awaited), each actor says so once (a
+WARNING of the ``dashscope_embeddings.ray`` logger) and paces itself from then on: its own
+adaptive limiter, and its own windows of the declared ``rpm`` / ``tpm``. The job goes on.
 
 The quota actor outlives the job (two jobs on one account share it); :func:`fleet_quota_stats`
-reads its counters and :func:`remove_fleet_quota` ends it. When limits change, the latest
-actor to start sets them for the fleet (with a warning) and the windows start again.
+reads its counters (``fleet_limits``: each account's limit now) and :func:`remove_fleet_quota`
+ends it. When declared limits change, the latest actor to declare them sets them for the fleet
+(with a warning) and the windows start again; an actor that declares nothing leaves them as
+they are.
 
 Failures
 --------

@@ -8,6 +8,7 @@ import re
 import threading
 import typing
 import urllib.request
+import warnings
 from collections.abc import Mapping
 
 import httpx
@@ -15,9 +16,9 @@ import ray
 from pydantic import SecretStr
 
 from dashscope_embeddings._client import DashScopeClient
-from dashscope_embeddings._config import resolve_endpoints
+from dashscope_embeddings._config import resolve_api_key, resolve_endpoints
 from dashscope_embeddings._errors import ConfigurationError, InvalidInputError
-from dashscope_embeddings._limiter import RateBudget
+from dashscope_embeddings._limiter import RateBudget, RateWindow
 from dashscope_embeddings._options import ClientOptions, ClientSettings
 from dashscope_embeddings._registry import get_model_spec
 from dashscope_embeddings._types import (
@@ -38,7 +39,8 @@ from dashscope_embeddings.ray._columns import (
     sparse_column,
     string_column,
 )
-from dashscope_embeddings.ray._quota import FleetQuota, QuotaLimits
+from dashscope_embeddings.ray._fleet import account_key
+from dashscope_embeddings.ray._quota import FleetQuota, FleetQuotaError, QuotaLimits
 from dashscope_embeddings.ray._rejected import (
     RejectedRowsError,
     reason,
@@ -88,9 +90,10 @@ class DashScopeEmbedder:
     column (see ``dashscope_embeddings.ray._columns`` for the types). Keep the dataset's order
     with ``DataContext.get_current().execution_options.preserve_order = True``.
 
-    ``rpm``, ``tpm`` and ``max_concurrency`` are the account's, shared by every actor through
-    the fleet quota named ``quota_name`` (see the package docstring); ``quota_name=None`` makes
-    them each actor's own.
+    The actors of one account share one adaptive concurrency limit through the fleet quota
+    named ``quota_name`` (a 429 seen by any of them steps the whole fleet back); ``rpm``,
+    ``tpm`` and ``max_concurrency``, when given, are the account's and cap it (see the package
+    docstring). ``quota_name=None`` makes the limits each actor's own.
 
     Args:
         model: The embedding model.
@@ -109,7 +112,8 @@ class DashScopeEmbedder:
         error_column: With ``on_error="skip"``: the reason column (default
             ``<output_column>_error``, null where the row has its vector).
         sparse_column: The sparse vector column (default ``<output_column>_sparse``).
-        quota_name: The fleet quota shared by actors; ``None``: per-actor limits.
+        quota_name: The fleet quota shared by actors (its coordinator holds each account's
+            adaptive limit and the declared limits); ``None``: per-actor limits.
         rate_window_s: Length of the ``rpm`` / ``tpm`` window in seconds (60, the service's;
             shorter only against an emulator with a short window).
         api_key: The key; by default ``DASHSCOPE_API_KEY`` in the actor's environment (then
@@ -192,62 +196,100 @@ class DashScopeEmbedder:
     def _connect(self) -> DashScopeClient:
         options = dict(self._options)
         fleet = {name: options.pop(name) for name in _FLEET_OPTIONS if name in options}
-        rpm_budget: RateBudget | None = None
-        tpm_budget: RateBudget | None = None
-        if self.quota_name is None or not any(v is not None for v in fleet.values()):
-            options.update(fleet)
-        elif not ray.is_initialized():
-            logger.info(
-                "Ray is not initialised in this process: rpm / tpm / max_concurrency apply to "
-                "this process alone, not to a fleet"
-            )
+        declared = any(v is not None for v in fleet.values())
+        rates: tuple[RateBudget | None, RateBudget | None] = (None, None)
+        if self.quota_name is None or not ray.is_initialized():
+            if declared and self.quota_name is not None:
+                logger.info(
+                    "Ray is not initialised in this process: rpm / tpm / max_concurrency apply "
+                    "to this process alone, not to a fleet"
+                )
             options.update(fleet)
         else:
+            rates = self._join_fleet(self.quota_name, fleet if declared else None, options)
+        self._client = DashScopeClient(
+            self._api_key,
+            http_client=self._http,
+            rpm_budget=rates[0],
+            tpm_budget=rates[1],
+            **typing.cast(ClientOptions, options),
+        )
+        return self._client
+
+    def _join_fleet(
+        self, name: str, fleet: dict[str, typing.Any] | None, options: dict[str, typing.Any]
+    ) -> tuple[RateBudget | None, RateBudget | None]:
+        """Connect to the quota ``name``; the rate budgets to give the client.
+
+        ``fleet``: the declared ``rpm`` / ``tpm`` / ``max_concurrency`` (``None``: none; the
+        fleet's limits are left as they are). Sets ``self._http`` (every attempt under a
+        permit of this account's fleet-wide adaptive limit) and fills ``options``.
+        """
+        limits = None
+        if fleet is not None:
             limits = QuotaLimits(
                 rpm=fleet.get("rpm"),
                 tpm=fleet.get("tpm"),
                 max_concurrency=fleet.get("max_concurrency"),
                 window_s=self.rate_window_s,
             )
-            self._quota = FleetQuota.connect(self.quota_name, limits)
+        try:
+            self._quota = FleetQuota.connect(name, limits)
+        except FleetQuotaError as exc:
+            if limits is not None:
+                raise
+            logger.warning(  # nothing was declared: the fleet's limit is a help, not a promise
+                "%s; this process paces itself with its own adaptive limiter", exc
+            )
+            return None, None
+        rpm_budget: RateBudget | None = None
+        tpm_budget: RateBudget | None = None
+        if limits is not None:
+            fallback = (
+                RateWindow(limits.rpm, window_s=limits.window_s) if limits.rpm else None,
+                RateWindow(limits.tpm, window_s=limits.window_s) if limits.tpm else None,
+            )
             if limits.tpm is not None:  # one round trip reserves the request and its tokens
-                tpm_budget = FleetRate(self._quota, tokens=True)
+                tpm_budget = FleetRate(self._quota, tokens=True, fallback=fallback)
             elif limits.rpm is not None:
-                rpm_budget = FleetRate(self._quota, tokens=False)
+                rpm_budget = FleetRate(self._quota, tokens=False, fallback=fallback)
             if limits.max_concurrency is not None:
                 # Twice the fleet's cap: requests queue at the coordinator, so a permit given
                 # back goes to the next request at once (one message, not a round trip later).
                 options["max_concurrency"] = min(1024, 2 * limits.max_concurrency)
-                options.setdefault("timeout", _DEFAULT_TIMEOUT_S)  # else httpx's would hold
-                self._http = self._permit_client(limits.max_concurrency, options)
-        self._client = DashScopeClient(
-            self._api_key,
-            http_client=self._http,
-            rpm_budget=rpm_budget,
-            tpm_budget=tpm_budget,
-            **typing.cast(ClientOptions, options),
-        )
-        return self._client
+        adaptive = options.get("adaptive_concurrency", True) is not False
+        if adaptive or (limits is not None and limits.max_concurrency is not None):
+            options.setdefault("timeout", _DEFAULT_TIMEOUT_S)  # else httpx's would hold
+            self._http = self._permit_client(options, adaptive=adaptive)
+        return rpm_budget, tpm_budget
 
-    def _permit_client(self, permits: int, options: Mapping[str, typing.Any]) -> httpx.Client:
+    def _permit_client(self, options: Mapping[str, typing.Any], *, adaptive: bool) -> httpx.Client:
         assert self._quota is not None
-        endpoints = resolve_endpoints(
-            region=options.get("region"),
-            base_url=options.get("base_url"),
-            workspace=options.get("workspace"),
-        )
+        with warnings.catch_warnings():  # the client itself warns about these options
+            warnings.simplefilter("ignore")
+            endpoints = resolve_endpoints(
+                region=options.get("region"),
+                base_url=options.get("base_url"),
+                workspace=options.get("workspace"),
+            )
         timeout = options.get("timeout")
         lease_s = (
             float(timeout) + _LEASE_MARGIN_S
             if isinstance(timeout, (int, float))
             else _LEASE_NO_DEADLINE_S
         )
+        account = account_key(resolve_api_key(self._api_key), endpoints.native_base, self.model)
         inner = httpx.HTTPTransport(
-            limits=httpx.Limits(max_keepalive_connections=max(20, permits)),
+            limits=httpx.Limits(
+                max_keepalive_connections=max(20, options.get("max_concurrency", 0))
+            ),
             proxy=_env_proxy(endpoints.native_base),
         )
+        transport = PermitTransport(
+            inner, self._quota, lease_s=lease_s, account=account, adaptive=adaptive
+        )
         return httpx.Client(
-            transport=PermitTransport(inner, self._quota, lease_s=lease_s),
+            transport=transport,
             timeout=httpx.Timeout(None),  # the core applies each attempt's deadline
         )
 
@@ -268,6 +310,16 @@ class DashScopeEmbedder:
         if self._http is not None:
             self._http.close()
             self._http = None
+
+    def __del__(self) -> None:
+        # An embedder made outside Ray Data is rarely closed by hand: its own connections
+        # (the fleet's permit transport) go with it, as the core client's do.
+        http = self.__dict__.get("_http")
+        if http is not None:
+            try:  # noqa: SIM105 (this may run at interpreter exit)
+                http.close()
+            except Exception:  # best effort during garbage collection
+                pass
 
     def __getstate__(self) -> dict[str, typing.Any]:
         # Never the client, its connections or the quota handle: each process makes its own.

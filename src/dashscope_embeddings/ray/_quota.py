@@ -17,12 +17,15 @@ import dataclasses
 import logging
 import os
 import socket
+import threading
 import typing
+from collections.abc import Mapping
 
 import ray
 
 from dashscope_embeddings._errors import DashScopeError
 from dashscope_embeddings._limiter import RateWindow
+from dashscope_embeddings.ray._fleet import OTHER, FleetLimit, Grant
 
 __all__ = [
     "NO_PERMIT",
@@ -82,6 +85,8 @@ class QuotaStats:
         in_flight: Permits held now.
         peak_in_flight: The most permits held at once.
         expired: Permits never given back, reclaimed when their lease ran out.
+        throttled: Attempts answered 429, as the actors reported them with their permits.
+        fleet_limits: Each account's adaptive limit now (``<key hash>@<host>/<model>``).
     """
 
     name: str
@@ -95,14 +100,32 @@ class QuotaStats:
     in_flight: int
     peak_in_flight: int
     expired: int
+    throttled: int = 0
+    fleet_limits: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class _Lease:
+    timer: asyncio.TimerHandle
+    pool: FleetLimit | None
+    grant: Grant
+
+
+@dataclasses.dataclass
+class _Waiter:
+    future: asyncio.Future[int]
+    lease_s: float
+    pool: FleetLimit | None
 
 
 class _QuotaActor:
-    """The coordinator: rate windows and permits for every actor of the fleet.
+    """The coordinator: rate windows, permits and adaptive limits for every actor of the fleet.
 
     An asyncio actor (every method is ``async``): a caller waiting for a permit costs a
-    coroutine, not a thread. Permits go to waiters first come, first served; each is a lease
-    that ends when given back or after ``lease_s`` (an actor killed mid-request cannot leak it).
+    coroutine, not a thread. A permit is granted when the fleet holds fewer than the declared
+    ``max_concurrency`` and the asker's account (see ``_fleet.py``) fewer than its adaptive
+    limit; waiters are served first come, first served. Each permit is a lease that ends when
+    given back or after ``lease_s`` (an actor killed mid-request cannot leak it).
     """
 
     def __init__(self, name: str) -> None:
@@ -110,12 +133,17 @@ class _QuotaActor:
         self._limits = QuotaLimits()
         self._rpm: RateWindow | None = None
         self._tpm: RateWindow | None = None
-        self._held: dict[int, asyncio.TimerHandle] = {}
-        self._waiters: collections.deque[tuple[asyncio.Future[int], float]] = collections.deque()
+        self._held: dict[int, _Lease] = {}
+        self._waiters: collections.deque[_Waiter] = collections.deque()
+        self._pools: dict[tuple[str, bool], FleetLimit] = {}
         self._next_lease = 0
         self._requests = self._tokens = self._rate_waits = 0
         self._granted = self._permit_waits = self._peak = self._expired = 0
         self._processes: set[str] = set()
+
+    async def ping(self) -> bool:
+        """Answer at once (a handle checks that the coordinator is there)."""
+        return True
 
     async def configure(self, limits: QuotaLimits) -> QuotaLimits | None:
         """Set the limits; the previous ones when they differed (the windows restart then)."""
@@ -127,6 +155,8 @@ class _QuotaActor:
         if (limits.tpm, limits.window_s) != (previous.tpm, previous.window_s):
             self._tpm = RateWindow(limits.tpm, window_s=limits.window_s) if limits.tpm else None
         self._limits = limits
+        for pool in self._pools.values():
+            pool.set_cap(limits.max_concurrency)
         self._wake()
         return previous if previous != QuotaLimits() else None
 
@@ -153,24 +183,38 @@ class _QuotaActor:
         self._tokens += tokens
         return 0.0
 
-    async def acquire(self, lease_s: float, process: str = "") -> int:
-        """A permit (its lease id), once one is free; at once when there is no concurrency cap."""
-        self._processes.add(process)
-        limit = self._limits.max_concurrency
-        if limit is None:
-            return NO_PERMIT
-        if len(self._held) < limit and not self._waiters:
-            return self._grant(lease_s)
-        self._permit_waits += 1
-        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._waiters.append((waiter, lease_s))
-        return await waiter
+    async def acquire(
+        self, lease_s: float, process: str = "", account: str | None = None, adaptive: bool = True
+    ) -> int:
+        """A permit (its lease id), once one is free; at once when nothing limits the asker.
 
-    async def release(self, lease: int) -> None:
-        """Give a permit back (unknown or expired leases are ignored)."""
-        timer = self._held.pop(lease, None)
-        if timer is not None:
-            timer.cancel()
+        ``account`` (see :func:`~dashscope_embeddings.ray._fleet.account_key`) puts the
+        attempt under that account's adaptive limit; ``None``: only the declared
+        ``max_concurrency`` applies. ``adaptive=False``: the account's limit is the declared
+        one (a fleet of clients made with ``adaptive_concurrency=False``).
+        """
+        self._processes.add(process)
+        pool = self._pool(account, adaptive)
+        if self._limits.max_concurrency is None and (pool is None or pool.limit is None):
+            return NO_PERMIT
+        waiter = _Waiter(asyncio.get_running_loop().create_future(), lease_s, pool)
+        self._waiters.append(waiter)
+        self._wake()
+        if not waiter.future.done():
+            self._permit_waits += 1
+        return await waiter.future
+
+    async def release(self, lease: int, outcome: str = OTHER) -> None:
+        """Give a permit back with its attempt's outcome; unknown or expired leases are ignored.
+
+        ``outcome`` is ``_fleet.SUCCESS``, ``THROTTLED`` or ``OTHER``: it steers the asker's
+        account's adaptive limit.
+        """
+        held = self._held.pop(lease, None)
+        if held is not None:
+            held.timer.cancel()
+            if held.pool is not None:
+                held.pool.give_back(held.grant, outcome)
             self._wake()
 
     async def stats(self) -> QuotaStats:
@@ -187,28 +231,55 @@ class _QuotaActor:
             in_flight=len(self._held),
             peak_in_flight=self._peak,
             expired=self._expired,
+            throttled=sum(pool.throttles for pool in self._pools.values()),
+            fleet_limits={
+                account: limit
+                for (account, _), pool in self._pools.items()
+                if (limit := pool.limit) is not None
+            },
         )
 
-    def _grant(self, lease_s: float) -> int:
+    def _pool(self, account: str | None, adaptive: bool) -> FleetLimit | None:
+        if account is None:
+            return None
+        pool = self._pools.get((account, adaptive))
+        if pool is None:
+            pool = FleetLimit(self._limits.max_concurrency, adaptive=adaptive)
+            self._pools[(account, adaptive)] = pool
+        return pool
+
+    def _grant(self, waiter: _Waiter) -> None:
         lease = self._next_lease
         self._next_lease += 1
         loop = asyncio.get_running_loop()
-        self._held[lease] = loop.call_later(lease_s, self._expire, lease)
+        grant = waiter.pool.take() if waiter.pool is not None else Grant(0.0, 0)
+        timer = loop.call_later(waiter.lease_s, self._expire, lease)
+        self._held[lease] = _Lease(timer, waiter.pool, grant)
         self._granted += 1
         self._peak = max(self._peak, len(self._held))
-        return lease
+        waiter.future.set_result(lease)
 
     def _expire(self, lease: int) -> None:
-        if self._held.pop(lease, None) is not None:
+        held = self._held.pop(lease, None)
+        if held is not None:
             self._expired += 1
+            if held.pool is not None:
+                held.pool.give_back(held.grant, OTHER)
             self._wake()
 
     def _wake(self) -> None:
-        limit = self._limits.max_concurrency
-        while self._waiters and (limit is None or len(self._held) < limit):
-            waiter, lease_s = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(NO_PERMIT if limit is None else self._grant(lease_s))
+        """Grant permits to waiters in order, each that fits (its account may be full)."""
+        cap = self._limits.max_concurrency
+        waiting: collections.deque[_Waiter] = collections.deque()
+        for waiter in self._waiters:
+            if waiter.future.done():
+                continue  # its asker is gone
+            fleet_room = cap is None or len(self._held) < cap
+            if fleet_room and (waiter.pool is None or waiter.pool.has_room()):
+                self._grant(waiter)
+            else:
+                waiting.append(waiter)
+        self._waiters = waiting
 
 
 _RemoteQuota: typing.Any = ray.remote(_QuotaActor)
@@ -217,17 +288,27 @@ _RemoteQuota: typing.Any = ray.remote(_QuotaActor)
 class FleetQuota:
     """This process's handle on a named quota actor (created by the first process that asks).
 
-    It pickles as its name: an unpickled copy finds the same actor again.
+    It pickles as its name: an unpickled copy finds the same actor again. When the actor stops
+    answering (killed, unreachable: no answer within ``answer_timeout_s``), the handle is
+    :attr:`lost`: one WARNING says so, and the budgets and permits built on it step aside for
+    the process's own limiters (see ``_budgets.py``) instead of failing or waiting forever.
     """
+
+    answer_timeout_s = 10.0  # a call that should answer at once; and a permit wait's check
 
     def __init__(self, name: str, handle: typing.Any) -> None:
         self.name = name
         self._handle = handle
         self._process = f"{socket.gethostname()}:{os.getpid()}"
+        self._lost = False
+        self._lost_lock = threading.Lock()
 
     @classmethod
-    def connect(cls, name: str, limits: QuotaLimits) -> FleetQuota:
+    def connect(cls, name: str, limits: QuotaLimits | None) -> FleetQuota:
         """The quota actor named ``name``, created if needed, with ``limits`` applied.
+
+        ``limits=None`` leaves the limits the fleet has (none, or those another process
+        declared): the process only takes part in its accounts' adaptive limits.
 
         Raises:
             FleetQuotaError: Ray is not initialised here, or the actor could not be reached.
@@ -247,12 +328,13 @@ class FleetQuota:
                 max_concurrency=10_000,
                 max_restarts=-1,
             ).remote(name)
-            previous = ray.get(handle.configure.remote(limits), timeout=_START_TIMEOUT_S)
+            call = handle.configure.remote(limits) if limits is not None else handle.ping.remote()
+            previous = ray.get(call, timeout=_START_TIMEOUT_S)
         except ray.exceptions.RayError as exc:
             raise FleetQuotaError(
                 f"fleet quota {name!r} could not be reached within {_START_TIMEOUT_S:g}s: {exc}"
             ) from exc
-        if previous is not None:
+        if isinstance(previous, QuotaLimits):
             logger.warning(
                 "fleet quota %r: limits changed from (%s) to (%s); the latest process to "
                 "start sets them for the whole fleet",
@@ -277,18 +359,52 @@ class FleetQuota:
     def __repr__(self) -> str:
         return f"FleetQuota({self.name!r})"
 
+    @property
+    def lost(self) -> bool:
+        """The coordinator stopped answering; this process paces itself from now on."""
+        return self._lost
+
+    def lose(self, cause: BaseException) -> None:
+        """Mark the coordinator lost; the first time, say so in one WARNING."""
+        with self._lost_lock:
+            if self._lost:
+                return
+            self._lost = True
+        logger.warning(
+            "fleet quota %r did not answer (%s): this process now paces itself with its own "
+            "adaptive limiter (and its own rpm / tpm windows, if declared) for the rest of its "
+            "life; the fleet is no longer coordinated",
+            self.name,
+            type(cause).__name__,
+        )
+
     def reserve(self, requests: int, tokens: int) -> float:
         """See :meth:`_QuotaActor.reserve`; one blocking round trip."""
         return float(self._call("reserve", requests, tokens, self._process))
 
-    def acquire(self, lease_s: float) -> int:
-        """See :meth:`_QuotaActor.acquire`; blocks until a permit is free."""
-        return int(self._call("acquire", lease_s, self._process))
+    def acquire(self, lease_s: float, account: str | None = None, adaptive: bool = True) -> int:
+        """See :meth:`_QuotaActor.acquire`; blocks until a permit is free.
 
-    def release(self, lease: int) -> None:
-        """Give a permit back, without waiting for the answer."""
-        if lease != NO_PERMIT:
-            self._handle.release.remote(lease)
+        While it waits, the coordinator is asked every ``answer_timeout_s`` whether it is
+        still there (a long wait for a busy fleet is fine, a dead coordinator is not).
+
+        Raises:
+            FleetQuotaError: The coordinator is gone or did not answer.
+        """
+        try:
+            ref = self._handle.acquire.remote(lease_s, self._process, account, adaptive)
+            while True:
+                ready, _ = ray.wait([ref], timeout=self.answer_timeout_s)
+                if ready:
+                    return int(ray.get(ref))
+                ray.get(self._handle.ping.remote(), timeout=self.answer_timeout_s)
+        except ray.exceptions.RayError as exc:
+            raise FleetQuotaError(f"fleet quota {self.name!r} did not answer: {exc}") from exc
+
+    def release(self, lease: int, outcome: str = OTHER) -> None:
+        """Give a permit back with its attempt's outcome, without waiting for the answer."""
+        if lease != NO_PERMIT and not self._lost:
+            self._handle.release.remote(lease, outcome)
 
     def stats(self) -> QuotaStats:
         """The coordinator's counters."""
@@ -300,7 +416,8 @@ class FleetQuota:
 
     def _call(self, method: str, *args: object) -> typing.Any:
         try:
-            return ray.get(getattr(self._handle, method).remote(*args))
+            ref = getattr(self._handle, method).remote(*args)
+            return ray.get(ref, timeout=self.answer_timeout_s)
         except ray.exceptions.RayError as exc:
             raise FleetQuotaError(f"fleet quota {self.name!r} did not answer: {exc}") from exc
 
