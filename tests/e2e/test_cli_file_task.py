@@ -363,3 +363,21 @@ def test_failed_lines_exit_1_name_their_line_and_id_and_write_nothing(
     assert "line 5 of c.jsonl (id 'd4')" in err
     assert "2 of 5 lines failed" in err and "nothing was written" in err
     assert not out.exists() and state.exists()  # the paid-for result is kept
+
+
+def test_an_unconfirmed_creation_is_not_sent_again(
+    emu: Emulator, served: tuple[Path, int], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url, state = serve(served, "once.txt", ["a", "b"]), tmp_path / "s.json"
+    with DashScopeClient(TEST_KEY, base_url=emu.url) as client:
+        FileTaskJob.submit(url, state_path=state, client=client)
+    saved = json.loads(state.read_text())
+    saved.update(task_id=None, status=None)  # killed after sending, before the answer
+    state.write_text(json.dumps(saved))
+    out = str(tmp_path / "o.npy")
+    code = main(["embed", "--file-task", "--input-url", url, "-o", out, "--state", str(state)])
+    assert code == 2
+    line = one_line_error(capsys)
+    assert "the task may exist" in line and f"Delete {state}" in line
+    assert "resubmit_unconfirmed" not in line  # a Python argument, not a CLI option
+    assert emu.batch.counters.tasks_created == 1

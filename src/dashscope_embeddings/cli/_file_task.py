@@ -255,10 +255,17 @@ def _job(
 ) -> FileTaskJob:
     upload = _uploader(args.upload_command) if args.upload_command is not None else None
     if path.exists():
-        if not _same_job(_file_task.read_state(path), args, spec, corpus, path):
+        saved = _file_task.read_state(path)
+        if not _same_job(saved, args, spec, corpus, path):
             raise CLIError(
                 f"--state {path} holds a file task for other inputs or settings; delete it "
                 f"(and {data_dir(path)}) or choose another path"
+            )
+        if saved.get("create_started") and not saved.get("task_id"):
+            raise CLIError(
+                f"--state {path}: the task's create request was sent but its answer was not "
+                "recorded, so the task may exist (see your tasks in the console). Delete "
+                f"{path} (and {data_dir(path)}) to create a new task"
             )
         _log(f"resuming the file task in {path}")
         return FileTaskJob.resume(path, client, upload=upload)
