@@ -39,7 +39,7 @@ from dashscope_embeddings._errors import (
     InvalidInputError,
 )
 from dashscope_embeddings._registry import get_model_spec
-from dashscope_embeddings._tokens import TokenCounter, estimate_tokens
+from dashscope_embeddings._tokens import TokenCounter, lower_bound
 from dashscope_embeddings._transport import Answer
 from dashscope_embeddings._types import Usage
 from dashscope_embeddings._usage import usage_for
@@ -137,7 +137,19 @@ class FileTaskResults:
         return [v for v in self.vectors if v is not None]
 
 
-def _check_texts(texts: Iterable[str], counter: TokenCounter, limit: int) -> list[str]:
+def check_texts(
+    texts: Iterable[str], limit: int = 2048, token_counter: TokenCounter | None = None
+) -> list[str]:
+    """The texts as a list, each fit for one line of a task's input file.
+
+    None may be empty, hold a line break, or be over ``limit`` tokens (counted by
+    ``token_counter``, else the Qwen tokenizer of the ``tokenizer`` extra, else refused only
+    when a lower bound of the count is over); there may be at most 100,000.
+
+    Raises:
+        InvalidInputError: Naming the first offending text's index.
+    """
+    counter = token_counter or _default_counter()
     if isinstance(texts, str):
         raise InvalidInputError("texts must be an iterable of strings, not one string")
     checked: list[str] = []
@@ -156,19 +168,54 @@ def _check_texts(texts: Iterable[str], counter: TokenCounter, limit: int) -> lis
                 f"text {index} contains a line break; a file task reads one text per line",
                 index=index,
             )
-        tokens = counter(text)
-        if not text.strip() or tokens < 1:
+        if not text.strip():
             raise InvalidInputError(f"text {index} is empty", index=index)
+        tokens = counter(text)
         if tokens > limit:
             raise InvalidInputError(
-                f"text {index} has about {tokens:,} tokens, over the {limit:,} a file task "
-                "line may have",
+                f"text {index} has {'at least ' if counter is lower_bound else ''}"
+                f"{tokens:,} tokens, over the {limit:,} a file task line may have",
                 index=index,
             )
         checked.append(text)
     if not checked:
         raise InvalidInputError("no texts given")
     return checked
+
+
+def _default_counter() -> TokenCounter:
+    """The Qwen tokenizer when installed, else a lower bound (refusing only what is surely over)."""
+    from dashscope_embeddings import _tokenizer
+
+    return _tokenizer.exact_counter() or lower_bound
+
+
+def input_bytes(texts: Iterable[str]) -> bytes:
+    """The input file :meth:`FileTaskJob.from_texts` writes: UTF-8, one text per line."""
+    return "".join(text + "\n" for text in texts).encode("utf-8")
+
+
+def input_path(state_path: str | Path) -> Path:
+    """Where :meth:`FileTaskJob.from_texts` keeps the input file it wrote for ``state_path``."""
+    return data_dir(Path(state_path)) / _INPUT_NAME
+
+
+def read_state(state_path: str | Path) -> dict[str, typing.Any]:
+    """A file task job's saved state (model, text_type, input_url, task_id, status, ...).
+
+    Raises:
+        BatchStateError: If there is none at ``state_path``, or it is not a file task's.
+    """
+    path = Path(state_path)
+    try:
+        state = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        raise BatchStateError(f"no file task state at {path}") from None
+    except ValueError:
+        raise BatchStateError(f"{path} is not a file task's state (not JSON)") from None
+    if not isinstance(state, dict) or state.get("kind") != _KIND:
+        raise BatchStateError(f"{path} is not a file task's state")
+    return state
 
 
 class FileTaskJob:
@@ -252,10 +299,11 @@ class FileTaskJob:
         """Write the texts to a file, upload it with ``upload``, and create the task.
 
         Every text is checked before anything is written, uploaded or sent: none may be
-        empty, hold a line break, or be over 2,048 tokens (estimated, or counted by
-        ``token_counter``), and there may be at most 100,000. ``upload(path) -> url`` is your
-        own upload (an OSS / S3 presigned upload, a public bucket); it is called once, and
-        never again once its URL is recorded, even across :meth:`resume`.
+        empty, hold a line break, or be over 2,048 tokens (counted by ``token_counter``, else
+        as :func:`check_texts` counts), and there may be at most 100,000.
+        ``upload(path) -> url`` is your own upload (an OSS / S3 presigned upload, a public
+        bucket); it is called once, and never again once its URL is recorded, even across
+        :meth:`resume`.
 
         Raises:
             InvalidInputError: For a bad text (its index), option or a non-URL from
@@ -264,13 +312,13 @@ class FileTaskJob:
         """
         spec = get_model_spec(model)
         limit = spec.max_tokens_per_input or 2048
-        checked = _check_texts(texts, token_counter or estimate_tokens, limit)
+        checked = check_texts(texts, limit, token_counter)
         state = cls._new_state(model, text_type, len(checked))
         state["upload"] = True
         path = cls._claim(state_path)
         folder = data_dir(path)
         folder.mkdir(parents=True, exist_ok=True)
-        write_atomic(folder / _INPUT_NAME, ("\n".join(checked) + "\n").encode("utf-8"))
+        write_atomic(folder / _INPUT_NAME, input_bytes(checked))
         return cls._start(state, path, client, upload=upload)
 
     @classmethod
@@ -299,14 +347,7 @@ class FileTaskJob:
                 creation (see ``resubmit_unconfirmed``).
         """
         path = Path(state_path)
-        try:
-            state = json.loads(path.read_bytes())
-        except FileNotFoundError:
-            raise BatchStateError(f"no file task state at {path}") from None
-        except ValueError:
-            raise BatchStateError(f"{path} is not a file task's state (not JSON)") from None
-        if not isinstance(state, dict) or state.get("kind") != _KIND:
-            raise BatchStateError(f"{path} is not a file task's state")
+        state = read_state(path)
         if state.get("create_started") and not state.get("task_id"):
             if not resubmit_unconfirmed:
                 raise BatchStateError(

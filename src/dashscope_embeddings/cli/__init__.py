@@ -6,6 +6,8 @@ r"""The ``dashscope-embeddings`` command (also ``python -m dashscope_embeddings.
         [--dimension 1024] [--text-field text] [--id-field id] [--text-type document|query] \
         [--overwrite] [--long-text error|truncate|chunk] [--skip-rejected] \
         [--batch-api] [--state run.json] [--dry-run] [--base-url URL] [--region REGION]
+    dashscope-embeddings embed [corpus.jsonl] --file-task (--input-url URL | --upload-command CMD) \
+        --out vectors.npy [--model text-embedding-async-v2|text-embedding-async-v1]
     dashscope-embeddings models                  # the model registry as a table
     dashscope-embeddings emulator [--port 8000]  # serve the bundled emulator
 
@@ -32,8 +34,13 @@ from collections.abc import Sequence
 from dashscope_embeddings._errors import APIError, ConfigurationError, InvalidInputError
 from dashscope_embeddings._registry import ModelSpec, list_models
 from dashscope_embeddings._version import __version__
-from dashscope_embeddings.batch import BatchStateError, IncompleteBatchError
-from dashscope_embeddings.cli import _embed
+from dashscope_embeddings.batch import (
+    BatchStateError,
+    FileTaskError,
+    IncompleteBatchError,
+    IncompleteFileTaskError,
+)
+from dashscope_embeddings.cli import _embed, _file_task
 from dashscope_embeddings.cli._io import CLIError
 
 __all__ = ["main"]
@@ -52,9 +59,11 @@ def _parser() -> argparse.ArgumentParser:
         "embed",
         help="embed a .txt/.jsonl/.csv/.parquet file into .npy/.jsonl/.parquet vectors",
         description="Embed a file of texts. Real-time by default; --batch-api for the Batch "
-        "API (half price, within 24 h). Resumable with --state.",
+        "API (half price, within 24 h); --file-task for text-embedding-async-v2 / -v1 file "
+        "tasks (one URL). Resumable with --state.",
     )
     _embed.add_arguments(embed)
+    _file_task.add_arguments(embed)
     commands.add_parser("models", help="list the models the package knows, with limits and prices")
     commands.add_parser(
         "emulator",
@@ -137,6 +146,11 @@ def _show_warning(
 def _interrupted(args: argparse.Namespace | None) -> str:
     if args is None or getattr(args, "command", None) != "embed" or args.dry_run:
         return "interrupted"
+    if args.file_task:
+        return (
+            f"interrupted; the file task goes on at the service. Run the same command again "
+            f"to resume it (state: {_file_task.state_path(args)})"
+        )
     if args.batch_api:
         state = args.state or args.out.with_name(args.out.name + ".batch.json")
         return (
@@ -170,12 +184,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return exc.code if isinstance(exc.code, int) else 2
             if args.command == "models":
                 return _models()
-            return _embed.run(args)
+            return _file_task.run(args) if args.file_task else _embed.run(args)
         except CLIError as exc:
             return _fail(str(exc), exc.code)
         except (ConfigurationError, InvalidInputError, BatchStateError) as exc:
             return _fail(str(exc), 2)
-        except (APIError, IncompleteBatchError) as exc:
+        except (APIError, IncompleteBatchError, FileTaskError, IncompleteFileTaskError) as exc:
             return _fail(str(exc), 1)
         except KeyboardInterrupt:
             return _fail(_interrupted(args), 130)

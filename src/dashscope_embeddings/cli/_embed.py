@@ -2,7 +2,8 @@
 
 Real-time by default (chunks through the concurrent client, a progress bar, resumable with
 ``--state``); ``--batch-api`` for the Batch API at half price (resumable; the state defaults
-to ``<OUTPUT>.batch.json``); ``--dry-run`` to count, estimate and send nothing.
+to ``<OUTPUT>.batch.json``); ``--file-task`` for text-embedding-async-v2 / -v1 file tasks
+(``cli/_file_task.py``); ``--dry-run`` to count, estimate and send nothing.
 """
 
 from __future__ import annotations
@@ -38,9 +39,19 @@ _ROWS_PER_WRITE = 10_000
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``embed`` command's arguments."""
     parser.add_argument(
-        "input", type=Path, help="a .txt (a text per line), .jsonl, .csv or .parquet file"
+        "input",
+        type=Path,
+        nargs="?",
+        default=None,
+        help="a .txt (a text per line), .jsonl, .csv or .parquet file (needed except with "
+        "--file-task --input-url)",
     )
-    parser.add_argument("--model", "-m", required=True, help="model name, e.g. text-embedding-v4")
+    parser.add_argument(
+        "--model",
+        "-m",
+        default=None,
+        help="model name, e.g. text-embedding-v4 (needed except with --file-task)",
+    )
     parser.add_argument(
         "--out",
         "-o",
@@ -169,6 +180,13 @@ def rejected_report(args: argparse.Namespace) -> Path | None:
 
 def _check_options(args: argparse.Namespace) -> None:
     """Options that do not go together."""
+    for flag, value in (("--input-url", args.input_url), ("--upload-command", args.upload_command)):
+        if value is not None:
+            raise CLIError(f"{flag} is for --file-task runs; add --file-task")
+    if args.input is None:
+        raise CLIError("the input file is missing (only --file-task --input-url runs without one)")
+    if args.model is None:
+        raise CLIError("--model is missing (e.g. --model text-embedding-v4)")
     if args.batch_api:
         if args.skip_rejected:
             raise CLIError(
@@ -382,6 +400,11 @@ def run(args: argparse.Namespace) -> int:
     _check_options(args)
     corpus = read_corpus(args.input, text_field=args.text_field, id_field=args.id_field)
     spec = get_model_spec(args.model)
+    if spec.endpoint == "async_task":
+        raise CLIError(
+            f"{spec.name} runs as a file task: add --file-task (with --input-url or "
+            "--upload-command)"
+        )
     try:
         _check(corpus, spec, args)
     except InvalidInputError as exc:
