@@ -14,12 +14,12 @@ Per-call transport overrides (``extra_headers``, ``timeout``, ``max_retries``) a
 from __future__ import annotations
 
 import re
+import sys
 import textwrap
 import typing
 from dataclasses import dataclass
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, StrictInt, ValidationError
 
 from dashscope_embeddings._constants import (
     DEFAULT_MAX_CONCURRENCY,
@@ -41,7 +41,27 @@ __all__ = [
     "validate_settings",
 ]
 
-TimeoutTypes = typing.Union[float, httpx.Timeout, None]  # noqa: UP007 (runtime alias, py3.10)
+
+def _is_httpx_timeout(value: object) -> bool:
+    # Only a loaded httpx can have made one: defining the settings does not import httpx.
+    httpx_module = sys.modules.get("httpx")
+    return httpx_module is not None and isinstance(value, httpx_module.Timeout)
+
+
+def _httpx_timeout(value: object) -> object:
+    if not _is_httpx_timeout(value):
+        raise ValueError(f"expected an httpx.Timeout, got {type(value).__name__}")
+    return value
+
+
+if typing.TYPE_CHECKING:
+    import httpx
+
+    _HTTPXTimeout: typing.TypeAlias = httpx.Timeout
+else:
+    _HTTPXTimeout = typing.Annotated[typing.Any, PlainValidator(_httpx_timeout)]
+
+TimeoutTypes = typing.Union[float, _HTTPXTimeout, None]  # noqa: UP007 (runtime alias, py3.10)
 
 
 class NotGiven:
@@ -112,7 +132,7 @@ class ClientSettings(BaseModel):
         "answers (plus one per request in flight alongside and one per success; at most 10 "
         "attempts per request); never on other 4xx. `0`: no retries.",
     )
-    timeout: float | httpx.Timeout | None = Field(
+    timeout: float | _HTTPXTimeout | None = Field(
         default=DEFAULT_TIMEOUT_S,
         description="Deadline in seconds for each attempt of a request, reading the answer "
         "included; `None` waits forever. With your own `http_client`, its timeout is kept "
@@ -160,7 +180,7 @@ class ClientSettings(BaseModel):
 
 
 def _check_timeout(timeout: object) -> None:
-    if timeout is None or isinstance(timeout, httpx.Timeout):
+    if timeout is None or _is_httpx_timeout(timeout):
         return
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
         raise ConfigurationError(

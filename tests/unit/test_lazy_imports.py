@@ -78,8 +78,7 @@ def test_an_adapter_import_adds_only_our_own_modules(app: str, ours: str, framew
     assert _present(loaded["new"], CLIENT_MODULES) == []
     framework_added = [m for m in loaded["new"] if m.split(".")[0] == framework]
     assert framework_added == [], f"{ours} loaded {framework} modules the app had not"
-    # httpx is the one exception while _options.py imports it (and with it click, rich...):
-    # what it loads on its own after the app is left out; see the xfail test below.
+    # What httpx would load on its own is left out here; the test below checks it is not loaded.
     with_httpx = set(_loaded_after(app, "import httpx")["new"])
     others = sorted(
         {m.split(".")[0] for m in loaded["new"] if m not in with_httpx}
@@ -88,10 +87,6 @@ def test_an_adapter_import_adds_only_our_own_modules(app: str, ours: str, framew
     assert others == [], f"{ours} loaded other packages: {others}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_options.py imports httpx at module level for ClientSettings.timeout's type",
-)
 @pytest.mark.parametrize(
     ("app", "ours"),
     [
