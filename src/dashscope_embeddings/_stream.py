@@ -39,6 +39,9 @@ from dashscope_embeddings._types import (
     PartialResult,
     SparseVector,
     Usage,
+    _dense_summary,
+    _failed_summary,
+    _sparse_summary,
 )
 
 __all__ = ["StreamPart", "astream", "stream"]
@@ -69,6 +72,14 @@ class StreamPart:
 
     def __len__(self) -> int:
         return self.count
+
+    def __repr__(self) -> str:
+        return (
+            f"StreamPart(start={self.start}, count={self.count}, "
+            f"embeddings={_dense_summary(self.embeddings)}, "
+            f"sparse_embeddings={_sparse_summary(self.sparse_embeddings)}, "
+            f"failed={_failed_summary(self.failed)}, usage={self.usage!r})"
+        )
 
 
 def _as_numpy(vectors: list[list[float]]) -> typing.Any:

@@ -99,6 +99,32 @@ class Usage:
     __str__ = __repr__
 
 
+def _dense_summary(vectors: typing.Any) -> str:
+    """``"2000 x 1024"`` for a list (or array) of vectors; ``None`` entries are counted."""
+    if vectors is None:
+        return "None"
+    shape = getattr(vectors, "shape", None)
+    if shape is not None:  # a numpy array
+        return " x ".join(str(n) for n in shape)
+    missing = sum(1 for v in vectors if v is None)
+    first = next((v for v in vectors if v is not None), None)
+    size = f"{len(vectors)}" + (f" ({missing} None)" if missing else "")
+    return f"{size} x {len(first)}" if first is not None else f"{size} vectors"
+
+
+def _sparse_summary(vectors: typing.Any) -> str:
+    if vectors is None:
+        return "None"
+    missing = sum(1 for v in vectors if v is None)
+    return f"{len(vectors)} vectors" + (f" ({missing} None)" if missing else "")
+
+
+def _failed_summary(failed: typing.Mapping[int, typing.Any]) -> str:
+    indices = sorted(failed)
+    shown = ", ".join(str(i) for i in indices[:10])
+    return f"[{shown}{f', ... ({len(indices)} in all)' if len(indices) > 10 else ''}]"
+
+
 @dataclass(frozen=True)
 class EmbeddingResult:
     """The embeddings of one call, in input order.
@@ -160,6 +186,14 @@ class EmbeddingResult:
         if self.dense is not None:
             return len(self.dense)
         return len(self.sparse or ())
+
+    def __repr__(self) -> str:
+        # A summary: the vectors themselves would be megabytes of text.
+        return (
+            f"EmbeddingResult(model={self.model!r}, dense={_dense_summary(self.dense)}, "
+            f"sparse={_sparse_summary(self.sparse)}, usage={self.usage!r}, "
+            f"request_ids={len(self.request_ids)})"
+        )
 
 
 @dataclass(frozen=True)
@@ -233,3 +267,10 @@ class PartialResult:
         if self.dense is not None:
             return len(self.dense)
         return len(self.sparse or ())
+
+    def __repr__(self) -> str:
+        return (
+            f"PartialResult(model={self.model!r}, dense={_dense_summary(self.dense)}, "
+            f"sparse={_sparse_summary(self.sparse)}, failed={_failed_summary(self.failed)}, "
+            f"usage={self.usage!r}, request_ids={len(self.request_ids)})"
+        )

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 import typing
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 
 from dashscope_embeddings._errors import InvalidInputError
 from dashscope_embeddings._registry import MODELS, ModelSpec
@@ -52,20 +51,61 @@ _BLANK_RE = re.compile(
 )
 
 
-@dataclass(frozen=True)
+_Resolved = tuple[TokenCounter, TokenCounter, Callable[[str, int], list[str]], str]
+"""refuse, cut, split, how (see :class:`TokenCounting`)."""
+
+
 class TokenCounting:
     """How a call counts tokens: exactly, or by bounds.
 
     ``refuse`` counts for the per-text limit check (exact, or a lower bound: refuse only what
     is surely over); ``cut`` counts for cutting, packing and the ``tpm`` budget (exact, or an
     upper bound: never overfill); ``split`` cuts a text into pieces within a token count.
+
+    Which of them a call gets is settled on first use: the Qwen vocabulary (about a third of a
+    second of CPU) is loaded only when something is counted, so a call whose texts surely fit
+    never loads it.
     """
 
-    refuse: TokenCounter
-    cut: TokenCounter
-    split: Callable[[str, int], list[str]]
-    how: str
-    """``"counted with the Qwen tokenizer"``, ``"by the given token_counter"`` or ``""``."""
+    __slots__ = ("_custom", "_resolve", "_resolved")
+
+    def __init__(
+        self,
+        resolve: Callable[[], _Resolved],
+        *,
+        custom: bool = False,
+    ) -> None:
+        self._resolve = resolve
+        self._resolved: _Resolved | None = None
+        self._custom = custom
+
+    def _get(self) -> _Resolved:
+        resolved = self._resolved
+        if resolved is None:
+            resolved = self._resolved = self._resolve()
+        return resolved
+
+    @property
+    def custom(self) -> bool:
+        """Whether the caller gave the counter (known without loading anything)."""
+        return self._custom
+
+    @property
+    def refuse(self) -> TokenCounter:
+        return self._get()[0]
+
+    @property
+    def cut(self) -> TokenCounter:
+        return self._get()[1]
+
+    @property
+    def split(self) -> Callable[[str, int], list[str]]:
+        return self._get()[2]
+
+    @property
+    def how(self) -> str:
+        """``"counted with the Qwen tokenizer"``, ``"by the given token_counter"`` or ``""``."""
+        return self._get()[3]
 
     @property
     def exact(self) -> bool:
@@ -100,18 +140,24 @@ def _split_by(count: TokenCounter) -> Callable[[str, int], list[str]]:
 def token_counting(token_counter: TokenCounter | None = None) -> TokenCounting:
     """The counting a call uses: ``token_counter``, else the Qwen tokenizer, else bounds.
 
-    The Qwen tokenizer is used when the ``tokenizer`` extra is installed (loaded on first use).
+    The Qwen tokenizer is used when the ``tokenizer`` extra is installed; it is loaded when a
+    count is first asked for, not here.
     """
     if token_counter is not None:
+        given = token_counter
         return TokenCounting(
-            token_counter, token_counter, _split_by(token_counter), "by the given token_counter"
+            lambda: (given, given, _split_by(given), "by the given token_counter"), custom=True
         )
-    from dashscope_embeddings import _tokenizer
 
-    exact = _tokenizer.exact_counter()
-    if exact is not None:
-        return TokenCounting(exact, exact, exact.split, "counted with the Qwen tokenizer")
-    return TokenCounting(lower_bound, upper_bound, upper_bound_split, "")
+    def resolve() -> _Resolved:
+        from dashscope_embeddings import _tokenizer
+
+        exact = _tokenizer.exact_counter()
+        if exact is not None:
+            return exact, exact, exact.split, "counted with the Qwen tokenizer"
+        return lower_bound, upper_bound, upper_bound_split, ""
+
+    return TokenCounting(resolve)
 
 
 def count_for_estimate(texts: Iterable[str]) -> tuple[int, bool]:
@@ -193,12 +239,15 @@ def check_texts(
                 ) from None
         if long_ok:
             continue
-        # A token holds at least one UTF-8 byte (at most 4 per character); the lower bound is
-        # never over the character count: only longer texts need counting.
         if counting is None:
             counting = token_counting(token_counter)
-        if counting.how == "by the given token_counter":
+        # A token holds at least one UTF-8 byte (at most 4 per character); the lower bound is
+        # never over the character count: only longer texts need counting (and only they load
+        # the vocabulary).
+        if counting.custom:
             over = counting.refuse(text) > limit
+        elif len(text) * 4 <= limit:
+            continue
         elif counting.exact:
             over = len(text) * 4 > limit and len(text.encode("utf-8")) > limit
         else:

@@ -416,7 +416,7 @@ def plan_text_call(
         units=units,
         refs=refs,
         long_text=long_text,
-        split=counting.split,
+        split=lambda text, limit: counting.split(text, limit),  # loads on first use
         counter=count,
     )
     if spec.max_tokens_per_request is not None:
