@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import queue
 import threading
 import typing
 from collections.abc import Awaitable, Callable, Sequence
@@ -183,31 +184,38 @@ def run_call_sync(
     """
     state = _CallState(plan, budget, progress)
     cancel = threading.Event()
-    queue = list(plan.jobs)
-    while len(queue) == 1:  # a one-request call never touches the pool
-        job = queue.pop()
-        queue = state.handle(job, _run_job(send, job, cancel))
+    jobs = list(plan.jobs)
+    while len(jobs) == 1:  # a one-request call never touches the pool
+        job = jobs.pop()
+        jobs = state.handle(job, _run_job(send, job, cancel))
     running: dict[concurrent.futures.Future[UnitOutput | BaseException], Job] = {}
+    # Each future reports itself when done: one hand-over per request, where waiting on the
+    # whole set again after each completion costs a waiter on every pending future.
+    finished: queue.SimpleQueue[concurrent.futures.Future[UnitOutput | BaseException]]
+    finished = queue.SimpleQueue()
+
+    def submit(job: Job) -> None:
+        future = pool.submit(_run_job, send, job, cancel)
+        running[future] = job
+        future.add_done_callback(finished.put)
+
     try:
-        for job in queue:
-            running[pool.submit(_run_job, send, job, cancel)] = job
+        for job in jobs:
+            submit(job)
         while running:
-            done, _ = concurrent.futures.wait(
-                running, return_when=concurrent.futures.FIRST_COMPLETED
-            )
-            for future in done:
-                job = running.pop(future)
-                if future.cancelled():
-                    continue
-                for follow in state.handle(job, future.result()):
-                    if state.outcome.fatal is None:
-                        running[pool.submit(_run_job, send, follow, cancel)] = follow
-                if state.outcome.fatal is not None and not cancel.is_set():
-                    # Stop the call: queued jobs never start; running ones stop at their next
-                    # check, and what they billed is still recorded.
-                    cancel.set()
-                    for other in running:
-                        other.cancel()
+            future = finished.get()
+            job_done = running.pop(future, None)
+            if job_done is None or future.cancelled():
+                continue
+            for follow in state.handle(job_done, future.result()):
+                if state.outcome.fatal is None:
+                    submit(follow)
+            if state.outcome.fatal is not None and not cancel.is_set():
+                # Stop the call: queued jobs never start; running ones stop at their next
+                # check, and what they billed is still recorded.
+                cancel.set()
+                for other in running:
+                    other.cancel()
     except BaseException:  # KeyboardInterrupt: stop sending, do not wait for the wire
         cancel.set()
         for future in running:
