@@ -9,6 +9,11 @@ emulator on 127.0.0.1, where the job takes a few seconds.
     python cookbook/bulk_load.py [--count 5000] [--model text-embedding-v4] [--dimension 256]
 """
 
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["dashscope-embeddings[faiss,emulator]"]
+# ///
+
 from __future__ import annotations
 
 import argparse

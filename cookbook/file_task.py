@@ -10,6 +10,11 @@ Run it again with the same --state after a crash or Ctrl-C: it finds the same ta
 creates a second one.
 """
 
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["dashscope-embeddings[emulator]"]
+# ///
+
 from __future__ import annotations
 
 import argparse

@@ -14,6 +14,11 @@ dense half alone, the sparse half alone and both fused. A question naming a prod
 where the sparse (lexical) half earns its place: dense vectors blur codes and rare names.
 """
 
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["dashscope-embeddings[langchain,qdrant,emulator]"]
+# ///
+
 from __future__ import annotations
 
 import argparse

@@ -12,6 +12,11 @@ into a LlamaIndex ``MultiModalVectorStoreIndex`` with one ``DashScopeEmbedding``
 image model: texts and images share one vector space.
 """
 
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["dashscope-embeddings[llama-index,emulator]"]
+# ///
+
 from __future__ import annotations
 
 import argparse

@@ -6,6 +6,11 @@ default cn-beijing), and the bundled emulator on 127.0.0.1 otherwise.
     python cookbook/quickstart.py [--model text-embedding-v4] [--top-k 2]
 """
 
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["dashscope-embeddings[langchain,numpy,emulator]"]
+# ///
+
 from __future__ import annotations
 
 import argparse

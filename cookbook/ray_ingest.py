@@ -13,6 +13,11 @@ worker processes on this machine reach over loopback.
     python cookbook/ray_ingest.py [--count 5000] [--actors 2] [--out DIR]
 """
 
+# /// script
+# requires-python = ">=3.10"
+# dependencies = ["dashscope-embeddings[ray,faiss,emulator]"]
+# ///
+
 from __future__ import annotations
 
 import argparse
