@@ -5,7 +5,7 @@ real-time price and finishes within its 24 h window; this script waits, and can 
 and started again: it resumes its job from --state). Without a key it starts the bundled
 emulator on 127.0.0.1, where the job takes a few seconds.
 
-    pip install "dashscope-embeddings[faiss]"
+    pip install "dashscope-embeddings[faiss,emulator]"   # the emulator only without a key
     python cookbook/bulk_load.py [--count 5000] [--model text-embedding-v4] [--dimension 256]
 """
 
