@@ -289,9 +289,14 @@ class ClientBase(typing.Generic[ConnectionsT, PacingT]):
 
     @property
     def usage(self) -> Usage:
-        """Tokens and estimated cost of every successful request sent so far.
+        """Tokens and estimated cost of everything the service billed so far.
 
-        A retried request counts once. Copies made by ``with_options`` add to the same total.
+        Every answered request counts once, and so does a 200 answer the client rejected and
+        sent again (a cut or malformed body that still reported its usage: the service bills
+        both), so this can exceed the sum of the calls' ``result.usage``, which counts only the
+        answers each call kept. An attempt whose answer reports no usage (an error, a 429)
+        counts nothing; one cut off before its answer came cannot be counted, though the
+        service may have billed it. Copies made by ``with_options`` add to the same total.
         """
         return self._usage.total
 
