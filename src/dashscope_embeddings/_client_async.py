@@ -245,6 +245,14 @@ class AsyncDashScopeClient(ClientBase[AsyncConnections, AsyncPacing]):
             http, self._pacing.limiter(), request, parse, options=options or RequestOptions()
         )
 
+    async def _http_client(self) -> httpx.AsyncClient:
+        """The running loop's connection pool, for a request outside the transport.
+
+        A file task's signed result link is fetched through it, without the key.
+        """
+        self._check_open()
+        return await self._connections.http()
+
     @typing.overload
     async def embed_texts(
         self,

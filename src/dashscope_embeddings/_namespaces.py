@@ -25,6 +25,9 @@ from dashscope_embeddings.resources.batches import BatchObject
 from dashscope_embeddings.resources.files import FileObject
 from dashscope_embeddings.resources.tasks import TaskObject
 
+if typing.TYPE_CHECKING:
+    import httpx
+
 __all__ = [
     "AsyncBatches",
     "AsyncFiles",
@@ -52,6 +55,11 @@ class SyncOwner(typing.Protocol):
         options: RequestOptions | None = None,
     ) -> T: ...
 
+    @property
+    def _http(self) -> httpx.Client:
+        """The connection pool (for a file task's signed link, fetched without the key)."""
+        ...
+
 
 class AsyncOwner(typing.Protocol):
     """What a namespace (or a batch job's runner) needs of an async client."""
@@ -65,6 +73,10 @@ class AsyncOwner(typing.Protocol):
         parse: Callable[[Answer], T],
         options: RequestOptions | None = None,
     ) -> T: ...
+
+    async def _http_client(self) -> httpx.AsyncClient:
+        """The running loop's connection pool (see ``SyncOwner._http``)."""
+        ...
 
 
 def _read(content: bytes | str | os.PathLike[str], filename: str | None) -> tuple[bytes, str]:

@@ -1,6 +1,7 @@
 """The sync and async clients are twins: every public method, property and namespace of one
 has its counterpart on the other with the same parameters (names, kinds, defaults,
 annotations) and the same documentation, modulo the words that differ between sync and async.
+So are the jobs (``FileTaskJob`` / ``AsyncFileTaskJob``), classmethods included.
 
 A method that drifts fails this test by name.
 """
@@ -15,6 +16,7 @@ import pytest
 import typing_extensions
 
 from dashscope_embeddings import AsyncDashScopeClient, ClientSettings, DashScopeClient, _namespaces
+from dashscope_embeddings.batch import AsyncFileTaskJob, FileTaskJob
 
 # sync name -> async name, where they differ
 RENAMED = {
@@ -31,6 +33,7 @@ PAIRS: list[tuple[type, type]] = [
     (_namespaces.Files, _namespaces.AsyncFiles),
     (_namespaces.Batches, _namespaces.AsyncBatches),
     (_namespaces.Tasks, _namespaces.AsyncTasks),
+    (FileTaskJob, AsyncFileTaskJob),
 ]
 
 
@@ -117,6 +120,9 @@ def _check_pair(sync_cls: type, twin_cls: type) -> None:
             _check_signature(where, sync.fget, twin.fget)
             _check_doc(where, sync_cls, name, sync, twin)
             continue
+        if isinstance(sync, classmethod | staticmethod):
+            assert type(twin) is type(sync), f"{where}: not both {type(sync).__name__}s"
+            sync, twin = sync.__func__, twin.__func__
         assert callable(sync) and callable(twin), f"{where}: not both methods"
         sync_returns = str(inspect.signature(sync).return_annotation)
         if sync_returns.startswith(("Generator[", "Iterator[")):
@@ -146,6 +152,31 @@ def test_the_check_catches_a_drifted_parameter() -> None:
 
     with pytest.raises(AssertionError, match=r"Sync\.embed <-> Async\.embed"):
         _check_pair(Sync, Async)
+
+
+def test_the_check_catches_a_drifted_classmethod() -> None:
+    class Sync:
+        @classmethod
+        def resume(cls, state_path: str, *, upload: bool = False) -> int:
+            """Resume."""
+            return 0
+
+    class Async:
+        @classmethod
+        async def resume(cls, state_path: str, *, upload: bool = True) -> int:
+            """Resume."""
+            return 0
+
+    with pytest.raises(AssertionError, match=r"Sync\.resume <-> Async\.resume: parameter"):
+        _check_pair(Sync, Async)
+
+    class NotAClassmethod:
+        async def resume(self, state_path: str, *, upload: bool = False) -> int:
+            """Resume."""
+            return 0
+
+    with pytest.raises(AssertionError, match="not both classmethods"):
+        _check_pair(Sync, NotAClassmethod)
 
 
 def test_the_check_catches_a_missing_twin_and_a_drifted_docstring() -> None:

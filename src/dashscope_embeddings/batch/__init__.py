@@ -36,10 +36,12 @@ LlamaIndex ``TextNode``s with their embeddings set.
 
 File tasks (text-embedding-async-v1 / v2): :class:`FileTaskJob` submits one native
 asynchronous task that reads a UTF-8 file of one text per line from a URL, waits, downloads
-the result and returns one vector per line, resumable from its ``state_path`` in the same way.
+the result and returns one vector per line, resumable from its ``state_path`` in the same way;
+:class:`AsyncFileTaskJob` has the same methods as coroutines.
 """
 
 from dashscope_embeddings.batch._file_task import (
+    AsyncFileTaskJob,
     FileTaskError,
     FileTaskJob,
     FileTaskResults,
@@ -60,6 +62,7 @@ __all__ = [
     "DEFAULT_MAX_FILE_BYTES",
     "DEFAULT_MAX_LINES_PER_FILE",
     "AsyncBatchJob",
+    "AsyncFileTaskJob",
     "BatchFailure",
     "BatchJob",
     "BatchResults",

@@ -1,4 +1,4 @@
-"""text-embedding-async-v1 / -v2 file tasks as resumable jobs: :class:`FileTaskJob`.
+"""File tasks (text-embedding-async-v1 / -v2) as resumable jobs: sync and ``await``.
 
 A file task embeds every line of one UTF-8 text file that the service downloads from a URL (up
 to 100,000 lines of at most 2,048 tokens each) and leaves the vectors in a result file behind a
@@ -17,21 +17,28 @@ uploading twice or downloading a result it already holds.
 
 The result link is fetched without the API key (it is signed; the key only goes to the
 configured DashScope host). An expired link is replaced by polling the task again.
+
+What a job does is written once, in :class:`FileTaskCore`: every step that talks to the service
+is a generator yielding typed requests, pauses, downloads and upload calls (:mod:`._run`); the
+sync job runs them with a ``DashScopeClient``, the async one awaits them with an
+``AsyncDashScopeClient``. Both read and write the same state file, so either resumes the other's
+job.
 """
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
-import os
 import time
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
-from dashscope_embeddings._client import DashScopeClient
+from dashscope_embeddings._client import AsyncDashScopeClient, DashScopeClient
 from dashscope_embeddings._errors import (
     APIConnectionError,
     APIStatusError,
@@ -40,20 +47,24 @@ from dashscope_embeddings._errors import (
 )
 from dashscope_embeddings._registry import get_model_spec
 from dashscope_embeddings._tokens import TokenCounter, lower_bound
-from dashscope_embeddings._transport import Answer
 from dashscope_embeddings._types import Usage
 from dashscope_embeddings._usage import usage_for
+from dashscope_embeddings.batch import _run
+from dashscope_embeddings.batch._run import Call, Fetch, Sleep, Step, run_async, run_sync
 from dashscope_embeddings.batch._state import BatchStateError, data_dir, write_atomic
-from dashscope_embeddings.resources import file_tasks, tasks
 from dashscope_embeddings.resources.file_tasks import FileTaskFailure, parse_result_file
 from dashscope_embeddings.resources.tasks import TERMINAL_STATUSES, TaskObject
 
 __all__ = [
+    "AsyncFileTaskJob",
+    "AsyncUpload",
+    "FileTaskCore",
     "FileTaskError",
     "FileTaskJob",
     "FileTaskResults",
     "FileTaskStatus",
     "IncompleteFileTaskError",
+    "Upload",
 ]
 
 _KIND = "dashscope-embeddings file task"
@@ -67,7 +78,22 @@ _MAX_LINK_RENEWALS = 3
 _DOWNLOAD_ATTEMPTS = 4
 _INPUT_NAME = "input.txt"
 _RESULT_NAME = "result.bin"
-_sleep = time.sleep  # every pause of the job goes through this name (tests record them)
+# Every pause of a job goes through these names, looked up at each pause (tests record them).
+_sleep: Callable[[float], object] = time.sleep
+_asleep: Callable[[float], Awaitable[object]] = asyncio.sleep
+
+Upload = Callable[[Path], str]
+"""``upload(path) -> url``: your own upload of the input file (see ``from_texts``)."""
+AsyncUpload = Callable[[Path], "str | Awaitable[str]"]
+"""An :data:`Upload` for :class:`AsyncFileTaskJob`: a plain function or a coroutine function."""
+
+
+def _pause(seconds: float) -> None:
+    _sleep(seconds)
+
+
+async def _apause(seconds: float) -> None:
+    await _asleep(seconds)
 
 
 class FileTaskError(DashScopeError):
@@ -218,98 +244,53 @@ def read_state(state_path: str | Path) -> dict[str, typing.Any]:
     return state
 
 
-class FileTaskJob:
-    """One text-embedding-async-v1 / -v2 task, as a job that survives crashes.
+class FileTaskCore:
+    """State and every step of a file task job; no I/O of its own but files on disk.
 
-    Create one with :meth:`submit` (a URL you host), :meth:`from_texts` (texts you upload with
-    your own callable) or :meth:`resume`; then :meth:`wait` and :meth:`results`. Close it (or
-    use ``with``) to release a client it created. One job object belongs to one thread.
+    :class:`FileTaskJob` runs the steps with a ``DashScopeClient``, :class:`AsyncFileTaskJob`
+    awaits them with an ``AsyncDashScopeClient``; the properties below are shared.
     """
 
-    def __init__(
-        self,
-        state: dict[str, typing.Any],
-        path: Path,
-        client: DashScopeClient,
-        owns_client: bool,
-    ) -> None:
+    def __init__(self, state: dict[str, typing.Any], path: Path) -> None:
         self._state = state
         self._path = path
         self._data = data_dir(path)
-        self._client = client
-        self._owns_client = owns_client
 
     def __repr__(self) -> str:
         return (
-            f"FileTaskJob(state_path={str(self._path)!r}, model={self._state['model']!r}, "
-            f"task_id={self._state['task_id']!r}, status={self._state['status']!r})"
+            f"{type(self).__name__}(state_path={str(self._path)!r}, "
+            f"model={self._state['model']!r}, task_id={self._state['task_id']!r}, "
+            f"status={self._state['status']!r})"
         )
 
-    # --- creation ---------------------------------------------------------------------------
+    # --- creation (no I/O but the state and input files) -------------------------------------
 
     @classmethod
-    def submit(
+    def _prepare_submit(
         cls,
         input_url: str,
-        *,
-        model: str = "text-embedding-async-v2",
-        text_type: str = "document",
+        model: str,
+        text_type: str,
         state_path: str | Path,
-        client: DashScopeClient | None = None,
-        lines: int | None = None,
-    ) -> FileTaskJob:
-        """Save the job, then create the task over the file at ``input_url``.
-
-        Args:
-            input_url: A URL the service can download: UTF-8 text, one text per line.
-            model: ``text-embedding-async-v2`` or ``text-embedding-async-v1``.
-            text_type: ``document`` or ``query``.
-            state_path: Where to keep the job's state; must not exist yet.
-            client: The client to send with; default a new ``DashScopeClient()``, closed by
-                :meth:`close`.
-            lines: The file's line count, when known: the result must then hold exactly
-                that many lines.
-
-        Raises:
-            InvalidInputError: For a bad URL, model or option; nothing is written or sent.
-            BatchStateError: If ``state_path`` already holds something.
-            APIError: If the service refuses the task; the state is kept.
-        """
+        lines: int | None,
+    ) -> tuple[dict[str, typing.Any], Path]:
         if not isinstance(input_url, str) or not input_url.startswith(("http://", "https://")):
             raise InvalidInputError(f"input_url must be an http(s) URL, got {input_url!r}")
         if lines is not None and not 1 <= lines <= MAX_LINES:
             raise InvalidInputError(f"lines must be in [1, {MAX_LINES:,}], got {lines!r}")
         state = cls._new_state(model, text_type, lines)
         state["input_url"] = input_url
-        path = cls._claim(state_path)
-        return cls._start(state, path, client, upload=None)
+        return state, cls._claim(state_path)
 
     @classmethod
-    def from_texts(
+    def _prepare_texts(
         cls,
         texts: Iterable[str],
-        *,
-        upload: Callable[[Path], str],
-        model: str = "text-embedding-async-v2",
-        text_type: str = "document",
+        model: str,
+        text_type: str,
         state_path: str | Path,
-        client: DashScopeClient | None = None,
-        token_counter: TokenCounter | None = None,
-    ) -> FileTaskJob:
-        """Write the texts to a file, upload it with ``upload``, and create the task.
-
-        Every text is checked before anything is written, uploaded or sent: none may be
-        empty, hold a line break, or be over 2,048 tokens (counted by ``token_counter``, else
-        as :func:`check_texts` counts), and there may be at most 100,000.
-        ``upload(path) -> url`` is your own upload (an OSS / S3 presigned upload, a public
-        bucket); it is called once, and never again once its URL is recorded, even across
-        :meth:`resume`.
-
-        Raises:
-            InvalidInputError: For a bad text (its index), option or a non-URL from
-                ``upload``; nothing is sent.
-            BatchStateError: If ``state_path`` already holds something.
-        """
+        token_counter: TokenCounter | None,
+    ) -> tuple[dict[str, typing.Any], Path]:
         spec = get_model_spec(model)
         limit = spec.max_tokens_per_input or 2048
         checked = check_texts(texts, limit, token_counter)
@@ -319,33 +300,12 @@ class FileTaskJob:
         folder = data_dir(path)
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(folder / _INPUT_NAME, input_bytes(checked))
-        return cls._start(state, path, client, upload=upload)
+        return state, path
 
-    @classmethod
-    def resume(
-        cls,
-        state_path: str | Path,
-        client: DashScopeClient | None = None,
-        *,
-        upload: Callable[[Path], str] | None = None,
-        resubmit_unconfirmed: bool = False,
-    ) -> FileTaskJob:
-        """Continue a job from its state: the same task, nothing sent or uploaded twice.
-
-        Args:
-            state_path: The ``state_path`` the job was created with.
-            client: A client for the same region / base URL; default ``DashScopeClient()``.
-            upload: Needed only if a :meth:`from_texts` job stopped before its upload was
-                recorded.
-            resubmit_unconfirmed: A create request may have been sent without its answer
-                being recorded (a crash in that instant). The service's task list cannot say
-                which task is this job's, so by default this raises; ``True`` creates a task
-                again (possibly a second, billed one).
-
-        Raises:
-            BatchStateError: No job at ``state_path``, a damaged one, or an unconfirmed
-                creation (see ``resubmit_unconfirmed``).
-        """
+    @staticmethod
+    def _prepare_resume(
+        state_path: str | Path, resubmit_unconfirmed: bool
+    ) -> tuple[dict[str, typing.Any], Path]:
         path = Path(state_path)
         state = read_state(path)
         if state.get("create_started") and not state.get("task_id"):
@@ -356,7 +316,7 @@ class FileTaskJob:
                     "resubmit_unconfirmed=True to create it again"
                 )
             state["create_started"] = False
-        return cls._start(state, path, client, upload=upload)
+        return state, path
 
     @staticmethod
     def _new_state(model: str, text_type: str, lines: int | None) -> dict[str, typing.Any]:
@@ -394,30 +354,14 @@ class FileTaskJob:
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    @classmethod
-    def _start(
-        cls,
-        state: dict[str, typing.Any],
-        path: Path,
-        client: DashScopeClient | None,
-        upload: Callable[[Path], str] | None,
-    ) -> FileTaskJob:
-        own = client is None
-        active = client if client is not None else DashScopeClient()
-        job = cls(state, path, active, own)
-        try:
-            job._save()
-            job._ensure_created(upload)
-        except BaseException:
-            if own:
-                active.close()
-            raise
-        return job
-
     def _save(self) -> None:
         write_atomic(self._path, json.dumps(self._state, indent=1).encode("utf-8"))
 
-    def _ensure_created(self, upload: Callable[[Path], str] | None) -> None:
+    # --- steps ------------------------------------------------------------------------------
+
+    def create_step(self, upload: Callable[[Path], object] | None) -> Step[None]:
+        """Save the state, upload the input once if needed, and create the task once."""
+        self._save()
         state = self._state
         if state["task_id"]:
             return
@@ -426,18 +370,22 @@ class FileTaskJob:
                 raise BatchStateError(
                     f"{self._path}: the input file was not uploaded yet; pass upload= to resume"
                 )
-            url = upload(self._data / _INPUT_NAME)
+            url = yield Call(upload, (self._data / _INPUT_NAME,))
+            if inspect.iscoroutine(url):  # an async upload given to the sync job
+                url.close()
+                raise InvalidInputError(
+                    "upload() returned a coroutine: use AsyncFileTaskJob for an async upload"
+                )
             if not isinstance(url, str) or not url.startswith(("http://", "https://")):
                 raise InvalidInputError(f"upload() must return an http(s) URL, got {url!r}")
             state["input_url"] = url
             self._save()
         state["create_started"] = True
         self._save()
-        request = file_tasks.create_request(
-            self._client.endpoints, state["model"], state["input_url"], state["text_type"]
-        )
         try:
-            created = self._client._request(request, tasks.parse_task)
+            created: TaskObject = yield _run.create_file_task(
+                state["model"], state["input_url"], state["text_type"]
+            )
         except APIStatusError as error:
             if error.status_code < 500:  # refused: the service created nothing
                 state["create_started"] = False
@@ -451,28 +399,6 @@ class FileTaskJob:
         state["task_id"] = created.id
         state["status"] = created.status
         self._save()
-
-    # --- the running task -------------------------------------------------------------------
-
-    @property
-    def state_path(self) -> Path:
-        """Where the job's state is kept."""
-        return self._path
-
-    @property
-    def task_id(self) -> str:
-        """The service's task id."""
-        return str(self._state["task_id"])
-
-    @property
-    def model(self) -> str:
-        """The model the task runs."""
-        return str(self._state["model"])
-
-    @property
-    def status(self) -> FileTaskStatus:
-        """The last polled status (no request)."""
-        return FileTaskStatus(self.task_id, str(self._state["status"] or "PENDING"))
 
     def _record(self, task: TaskObject) -> None:
         state = self._state
@@ -491,29 +417,19 @@ class FileTaskJob:
         if changed:
             self._save()
 
-    def _poll(self) -> TaskObject:
-        request = tasks.retrieve_request(self._client.endpoints, self.task_id)
-        task = self._client._request(request, tasks.parse_task)
+    def poll_step(self) -> Step[TaskObject]:
+        """Ask for the task once and record its answer."""
+        task: TaskObject = yield _run.retrieve_task(self.task_id)
         self._record(task)
         return task
 
-    def wait(
-        self,
-        *,
-        timeout: float | None = None,
-        progress: Callable[[FileTaskStatus], object] | None = None,
-    ) -> FileTaskStatus:
+    def wait_step(
+        self, timeout: float | None, progress: Callable[[FileTaskStatus], object] | None
+    ) -> Step[FileTaskStatus]:
         """Poll until the task is final (1 s between polls, doubling up to 8 s).
 
         A poll answered 503 / 504 (after the client's own retries) or cut off is tried again
         at the next interval; ten such failures in a row are raised.
-
-        Args:
-            timeout: Seconds to wait at most; ``None`` waits as long as the task runs.
-            progress: Called with each polled :class:`FileTaskStatus`.
-
-        Raises:
-            TimeoutError: If ``timeout`` ran out (the task goes on; resume or wait again).
         """
         if self._state["status"] in TERMINAL_STATUSES:
             return self.status
@@ -522,7 +438,7 @@ class FileTaskJob:
         failures = 0
         while True:
             try:
-                self._poll()
+                yield from self.poll_step()
                 failures = 0
             except (APIStatusError, APIConnectionError) as error:
                 retryable = isinstance(error, APIConnectionError) or (
@@ -545,48 +461,42 @@ class FileTaskJob:
                         f"goes on at the service (resume it from {self._path})"
                     )
                 pause = min(pause, remaining)
-            _sleep(pause)
+            yield Sleep(pause)
             delay = min(delay * 2, MAX_POLL_S)
 
-    def results(self, *, timeout: float | None = None) -> FileTaskResults:
+    def results_step(self, timeout: float | None, region: str) -> Step[FileTaskResults]:
         """Wait for the task, download its result once, and read it in line order.
 
-        The result is kept beside the state (``<state_path>.d/result.bin``), so a resumed job
-        reads it without downloading again. An expired or refused link is replaced by polling
-        the task for a fresh one.
-
-        Raises:
-            FileTaskError: If the task ended ``FAILED``, ``CANCELED`` or ``UNKNOWN``.
-            ResultFileError: If the result file cannot be read (naming what was found).
+        ``region`` is the client's, for the price of the billed tokens.
         """
-        status = self.wait(timeout=timeout)
+        status = yield from self.wait_step(timeout, None)
         state = self._state
         if status.status != "SUCCEEDED":
             raise FileTaskError(self.task_id, status.status, state["code"], state["message"])
         target = self._data / _RESULT_NAME
         if not state["downloaded"] or not target.exists():
-            self._download(target)
+            yield from self.download_step(target)
         vectors, failed = parse_result_file(target.read_bytes(), state["lines"])
         spec = get_model_spec(state["model"])
-        tokens = int(state["tokens"] or 0)
-        usage = usage_for(spec, tokens, 1, self._client.endpoints.region)
+        usage = usage_for(spec, int(state["tokens"] or 0), 1, region)
         return FileTaskResults(vectors=vectors, failed=failed, usage=usage)
 
-    def _download(self, target: Path) -> None:
+    def download_step(self, target: Path) -> Step[None]:
+        """Fetch the result link (without the key) to ``target``; renew it on 403 / 404."""
         self._data.mkdir(parents=True, exist_ok=True)
         renewals = 0
         attempts = 0
         while True:
             url = self._state["result_url"]
             if not url:
-                self._poll()
+                yield from self.poll_step()
                 url = self._state["result_url"]
                 if not url:
                     raise FileTaskError(
                         self.task_id, self.status.status, None, "no result link was given"
                     )
             try:
-                status = self._fetch(url, target)
+                status: int = yield Fetch(url, target)
             except httpx.TransportError as error:
                 attempts += 1
                 if attempts >= _DOWNLOAD_ATTEMPTS:
@@ -594,7 +504,7 @@ class FileTaskJob:
                         f"could not download the result of task {self.task_id}: "
                         f"{type(error).__name__}"
                     ) from None
-                _sleep(min(FIRST_POLL_S * 2**attempts, MAX_POLL_S))
+                yield Sleep(min(FIRST_POLL_S * 2**attempts, MAX_POLL_S))
                 continue
             if status == 200:
                 self._state["downloaded"] = True
@@ -613,46 +523,350 @@ class FileTaskJob:
                     f"HTTP {status}",
                     "the result file could not be downloaded",
                 )
-            _sleep(min(FIRST_POLL_S * 2**attempts, MAX_POLL_S))
+            yield Sleep(min(FIRST_POLL_S * 2**attempts, MAX_POLL_S))
 
-    def _fetch(self, url: str, target: Path) -> int:
-        """GET the signed link without the key, streaming to ``target``; the HTTP status."""
-        tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-        http = self._client._http
-        with http.stream("GET", url, follow_redirects=True) as response:
-            if response.status_code != 200:
-                response.read()
-                return response.status_code
-            try:
-                with open(tmp, "wb") as handle:
-                    for chunk in response.iter_bytes():
-                        handle.write(chunk)
-                    handle.flush()
-                    os.fsync(handle.fileno())
-                os.replace(tmp, target)
-            finally:
-                tmp.unlink(missing_ok=True)
-        return 200
+    def cancel_step(self) -> Step[FileTaskStatus]:
+        """Ask the service to cancel the task, then poll it."""
+        yield _run.cancel_task(self.task_id)
+        yield from self.poll_step()
+        return self.status
+
+    # --- shared, no request -----------------------------------------------------------------
+
+    @property
+    def state_path(self) -> Path:
+        """Where the job's state is kept."""
+        return self._path
+
+    @property
+    def task_id(self) -> str:
+        """The service's task id."""
+        return str(self._state["task_id"])
+
+    @property
+    def model(self) -> str:
+        """The model the task runs."""
+        return str(self._state["model"])
+
+    @property
+    def status(self) -> FileTaskStatus:
+        """The last polled status (no request)."""
+        return FileTaskStatus(self.task_id, str(self._state["status"] or "PENDING"))
+
+
+class FileTaskJob(FileTaskCore):
+    """One text-embedding-async-v1 / -v2 task, as a job that survives crashes.
+
+    Create one with :meth:`submit` (a URL you host), :meth:`from_texts` (texts you upload with
+    your own callable) or :meth:`resume`; then :meth:`wait` and :meth:`results`. Close it (or
+    use ``with``) to release a client it created. One job object belongs to one thread.
+    For ``await``: :class:`AsyncFileTaskJob`, the same methods as coroutines.
+    """
+
+    def __init__(
+        self,
+        state: dict[str, typing.Any],
+        path: Path,
+        client: DashScopeClient,
+        owns_client: bool,
+    ) -> None:
+        super().__init__(state, path)
+        self._client = client
+        self._owns_client = owns_client
+
+    # --- creation ---------------------------------------------------------------------------
+
+    @classmethod
+    def submit(
+        cls,
+        input_url: str,
+        *,
+        model: str = "text-embedding-async-v2",
+        text_type: str = "document",
+        state_path: str | Path,
+        client: DashScopeClient | None = None,
+        lines: int | None = None,
+    ) -> FileTaskJob:
+        """Save the job, then create the task over the file at ``input_url``.
+
+        Args:
+            input_url: A URL the service can download: UTF-8 text, one text per line.
+            model: ``text-embedding-async-v2`` or ``text-embedding-async-v1``.
+            text_type: ``document`` or ``query``.
+            state_path: Where to keep the job's state; must not exist yet.
+            client: The client to send with; default a new ``DashScopeClient()``, closed by
+                :meth:`close`.
+            lines: The file's line count, when known: the result must then hold exactly
+                that many lines.
+
+        Raises:
+            InvalidInputError: For a bad URL, model or option; nothing is written or sent.
+            BatchStateError: If ``state_path`` already holds something.
+            APIError: If the service refuses the task; the state is kept.
+        """
+        state, path = cls._prepare_submit(input_url, model, text_type, state_path, lines)
+        return cls._start(state, path, client, upload=None)
+
+    @classmethod
+    def from_texts(
+        cls,
+        texts: Iterable[str],
+        *,
+        upload: Upload,
+        model: str = "text-embedding-async-v2",
+        text_type: str = "document",
+        state_path: str | Path,
+        client: DashScopeClient | None = None,
+        token_counter: TokenCounter | None = None,
+    ) -> FileTaskJob:
+        """Write the texts to a file, upload it with ``upload``, and create the task.
+
+        Every text is checked before anything is written, uploaded or sent: none may be
+        empty, hold a line break, or be over 2,048 tokens (counted by ``token_counter``, else
+        as :func:`check_texts` counts), and there may be at most 100,000.
+        ``upload(path) -> url`` is your own upload (an OSS / S3 presigned upload, a public
+        bucket); it is called once, and never again once its URL is recorded, even across
+        :meth:`resume`.
+
+        Raises:
+            InvalidInputError: For a bad text (its index), option or a non-URL from
+                ``upload``; nothing is sent.
+            BatchStateError: If ``state_path`` already holds something.
+        """
+        state, path = cls._prepare_texts(texts, model, text_type, state_path, token_counter)
+        return cls._start(state, path, client, upload=upload)
+
+    @classmethod
+    def resume(
+        cls,
+        state_path: str | Path,
+        client: DashScopeClient | None = None,
+        *,
+        upload: Upload | None = None,
+        resubmit_unconfirmed: bool = False,
+    ) -> FileTaskJob:
+        """Continue a job from its state: the same task, nothing sent or uploaded twice.
+
+        The state may have been written by either :class:`FileTaskJob` or
+        :class:`AsyncFileTaskJob`.
+
+        Args:
+            state_path: The ``state_path`` the job was created with.
+            client: A client for the same region / base URL; default ``DashScopeClient()``.
+            upload: Needed only if a :meth:`from_texts` job stopped before its upload was
+                recorded.
+            resubmit_unconfirmed: A create request may have been sent without its answer
+                being recorded (a crash in that instant). The service's task list cannot say
+                which task is this job's, so by default this raises; ``True`` creates a task
+                again (possibly a second, billed one).
+
+        Raises:
+            BatchStateError: No job at ``state_path``, a damaged one, or an unconfirmed
+                creation (see ``resubmit_unconfirmed``).
+        """
+        state, path = cls._prepare_resume(state_path, resubmit_unconfirmed)
+        return cls._start(state, path, client, upload=upload)
+
+    @classmethod
+    def _start(
+        cls,
+        state: dict[str, typing.Any],
+        path: Path,
+        client: DashScopeClient | None,
+        upload: Upload | None,
+    ) -> FileTaskJob:
+        own = client is None
+        active = client if client is not None else DashScopeClient()
+        try:
+            job = cls(state, path, active, own)
+            run_sync(active, job.create_step(upload), _pause)
+        except BaseException:
+            if own:
+                active.close()
+            raise
+        return job
+
+    # --- the running task -------------------------------------------------------------------
+
+    def wait(
+        self,
+        *,
+        timeout: float | None = None,
+        progress: Callable[[FileTaskStatus], object] | None = None,
+    ) -> FileTaskStatus:
+        """Poll until the task is final (1 s between polls, doubling up to 8 s).
+
+        A poll answered 503 / 504 (after the client's own retries) or cut off is tried again
+        at the next interval; ten such failures in a row are raised.
+
+        Args:
+            timeout: Seconds to wait at most; ``None`` waits as long as the task runs.
+            progress: Called with each polled :class:`FileTaskStatus`.
+
+        Raises:
+            TimeoutError: If ``timeout`` ran out (the task goes on; resume or wait again).
+        """
+        return run_sync(self._client, self.wait_step(timeout, progress), _pause)
+
+    def results(self, *, timeout: float | None = None) -> FileTaskResults:
+        """Wait for the task, download its result once, and read it in line order.
+
+        The result is kept beside the state (``<state_path>.d/result.bin``), so a resumed job
+        reads it without downloading again. An expired or refused link is replaced by polling
+        the task for a fresh one.
+
+        Raises:
+            FileTaskError: If the task ended ``FAILED``, ``CANCELED`` or ``UNKNOWN``.
+            ResultFileError: If the result file cannot be read (naming what was found).
+            TimeoutError: If ``timeout`` (seconds) ran out while waiting.
+        """
+        step = self.results_step(timeout, self._client.endpoints.region)
+        return run_sync(self._client, step, _pause)
 
     def cancel(self) -> FileTaskStatus:
         """Ask the service to cancel the task (only a ``PENDING`` one can be), then poll it."""
-        request = tasks.cancel_request(self._client.endpoints, self.task_id)
-        self._client._request(request, _ignore)
-        self._poll()
-        return self.status
+        return run_sync(self._client, self.cancel_step(), _pause)
 
     def close(self) -> None:
-        """Close the client if the job created it."""
+        """Close the client if the job created it (the job's state stays on disk)."""
         if self._owns_client:
             self._client.close()
 
     def __enter__(self) -> FileTaskJob:
+        """Start of ``with``: the job itself (a client it created is closed at the end)."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """End of ``with``: :meth:`close` (the task goes on at the service)."""
         self.close()
 
 
-def _ignore(answer: Answer) -> None:
-    """The cancel answer carries only a request id."""
-    del answer
+class AsyncFileTaskJob(FileTaskCore):
+    """Asynchronous twin of :class:`FileTaskJob`: the same methods, awaited.
+
+    >>> from dashscope_embeddings.batch import AsyncFileTaskJob
+    >>> job = await AsyncFileTaskJob.submit("https://example.com/corpus.txt",
+    ...                                     state_path="corpus.task.json")  # doctest: +SKIP
+    >>> await job.wait(progress=print)  # doctest: +SKIP
+    >>> vectors = (await job.results()).embeddings  # doctest: +SKIP
+
+    Polls, pauses and the result download never block the event loop (the download streams
+    through the client's connection pool, without the API key); the small state file and the
+    downloaded chunks are written with blocking calls. Cancelling the task that awaits a
+    method leaves the state as it stood after the last answer, so :meth:`resume` (or
+    :meth:`FileTaskJob.resume`) continues the same task. Close it (or use ``async with``) to
+    release a client it created.
+    """
+
+    def __init__(
+        self,
+        state: dict[str, typing.Any],
+        path: Path,
+        client: AsyncDashScopeClient,
+        owns_client: bool,
+    ) -> None:
+        super().__init__(state, path)
+        self._client = client
+        self._owns_client = owns_client
+
+    @classmethod
+    async def submit(
+        cls,
+        input_url: str,
+        *,
+        model: str = "text-embedding-async-v2",
+        text_type: str = "document",
+        state_path: str | Path,
+        client: AsyncDashScopeClient | None = None,
+        lines: int | None = None,
+    ) -> AsyncFileTaskJob:
+        """See :meth:`FileTaskJob.submit`.
+
+        ``client`` defaults to a new ``AsyncDashScopeClient()``, closed by :meth:`aclose`.
+        """
+        state, path = cls._prepare_submit(input_url, model, text_type, state_path, lines)
+        return await cls._start(state, path, client, upload=None)
+
+    @classmethod
+    async def from_texts(
+        cls,
+        texts: Iterable[str],
+        *,
+        upload: AsyncUpload,
+        model: str = "text-embedding-async-v2",
+        text_type: str = "document",
+        state_path: str | Path,
+        client: AsyncDashScopeClient | None = None,
+        token_counter: TokenCounter | None = None,
+    ) -> AsyncFileTaskJob:
+        """See :meth:`FileTaskJob.from_texts`.
+
+        ``upload`` may be a plain function or a coroutine function (``async def upload(path)
+        -> url``): its result is awaited when it is awaitable. The texts are checked and the
+        input file written with blocking calls, before anything is sent.
+        """
+        state, path = cls._prepare_texts(texts, model, text_type, state_path, token_counter)
+        return await cls._start(state, path, client, upload=upload)
+
+    @classmethod
+    async def resume(
+        cls,
+        state_path: str | Path,
+        client: AsyncDashScopeClient | None = None,
+        *,
+        upload: AsyncUpload | None = None,
+        resubmit_unconfirmed: bool = False,
+    ) -> AsyncFileTaskJob:
+        """See :meth:`FileTaskJob.resume` (also for a state the sync job wrote)."""
+        state, path = cls._prepare_resume(state_path, resubmit_unconfirmed)
+        return await cls._start(state, path, client, upload=upload)
+
+    @classmethod
+    async def _start(
+        cls,
+        state: dict[str, typing.Any],
+        path: Path,
+        client: AsyncDashScopeClient | None,
+        upload: AsyncUpload | None,
+    ) -> AsyncFileTaskJob:
+        own = client is None
+        active = client if client is not None else AsyncDashScopeClient()
+        try:
+            job = cls(state, path, active, own)
+            await run_async(active, job.create_step(upload), _apause)
+        except BaseException:
+            if own:
+                await active.aclose()
+            raise
+        return job
+
+    async def wait(
+        self,
+        *,
+        timeout: float | None = None,
+        progress: Callable[[FileTaskStatus], object] | None = None,
+    ) -> FileTaskStatus:
+        """See :meth:`FileTaskJob.wait`; the pauses are ``asyncio.sleep``."""
+        return await run_async(self._client, self.wait_step(timeout, progress), _apause)
+
+    async def results(self, *, timeout: float | None = None) -> FileTaskResults:
+        """See :meth:`FileTaskJob.results`."""
+        step = self.results_step(timeout, self._client.endpoints.region)
+        return await run_async(self._client, step, _apause)
+
+    async def cancel(self) -> FileTaskStatus:
+        """See :meth:`FileTaskJob.cancel`."""
+        return await run_async(self._client, self.cancel_step(), _apause)
+
+    async def aclose(self) -> None:
+        """Close the client if the job created it (the job's state stays on disk)."""
+        if self._owns_client:
+            await self._client.aclose()
+
+    async def __aenter__(self) -> AsyncFileTaskJob:
+        """Start of ``async with``: the job itself (a client it created is closed at the end)."""
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        """End of ``async with``: :meth:`aclose` (the task goes on at the service)."""
+        await self.aclose()

@@ -2,39 +2,55 @@
 
 A step yields a :class:`Send` (a request of an endpoint module and its parser) or a
 :class:`Sleep`; the runner sends the request through the client's one request path (retries,
-deadlines, errors and key handling as for embeddings) and sends the parsed result back in. The
-sync and async jobs differ only here: :func:`run_sync` uses a ``DashScopeClient``,
-:func:`run_async` awaits an ``AsyncDashScopeClient``. A request's exception is raised inside
-the step at its ``yield``, so a step handles errors as if it made the call.
+deadlines, errors and key handling as for embeddings) and sends the parsed result back in. Two
+more kinds serve file tasks: a :class:`Fetch` (a signed link streamed to a file, without the
+API key, through the client's HTTP pool) and a :class:`Call` (the user's own callable, such as
+an upload; awaited by the async runner when it returns an awaitable). The sync and async jobs
+differ only here: :func:`run_sync` uses a ``DashScopeClient``, :func:`run_async` awaits an
+``AsyncDashScopeClient``. A request's exception is raised inside the step at its ``yield``, so
+a step handles errors as if it made the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
+import os
 import time
 import typing
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Awaitable, Callable, Generator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from dashscope_embeddings._config import Endpoints
 from dashscope_embeddings._transport import Answer, APIRequest
-from dashscope_embeddings.resources import batches, files
+from dashscope_embeddings.resources import batches, file_tasks, files, tasks
 
 if typing.TYPE_CHECKING:
+    import httpx
+
     from dashscope_embeddings._namespaces import AsyncOwner, SyncOwner
     from dashscope_embeddings.resources.batches import BatchObject
     from dashscope_embeddings.resources.files import FileObject
+    from dashscope_embeddings.resources.tasks import TaskObject
 
 __all__ = [
+    "Call",
+    "Fetch",
     "Send",
     "Sleep",
     "Step",
     "cancel_batch",
+    "cancel_task",
     "create_batch",
+    "create_file_task",
     "download",
+    "fetch_async",
+    "fetch_sync",
     "list_batches",
     "list_files",
     "retrieve_batch",
+    "retrieve_task",
     "run_async",
     "run_sync",
     "upload",
@@ -58,7 +74,27 @@ class Sleep:
     seconds: float
 
 
-Step = Generator["Send[typing.Any] | Sleep", typing.Any, T]
+@dataclass(frozen=True)
+class Fetch:
+    """GET ``url`` without the API key (a signed link), a 200 body streamed to ``target``.
+
+    Answered with the HTTP status; the file is replaced atomically, and only on a 200. A
+    connection failure (``httpx.TransportError``) is raised inside the step.
+    """
+
+    url: str
+    target: Path
+
+
+@dataclass(frozen=True)
+class Call(typing.Generic[T]):
+    """``func(*args)``, a callable of the user's; the async runner awaits an awaitable result."""
+
+    func: Callable[..., T | Awaitable[T]]
+    args: tuple[typing.Any, ...] = ()
+
+
+Step = Generator["Send[typing.Any] | Sleep | Fetch | Call[typing.Any]", typing.Any, T]
 
 
 def upload(content: bytes, filename: str) -> Send[FileObject]:
@@ -108,8 +144,83 @@ def list_batches(*, limit: int, after: str | None) -> Send[list[BatchObject]]:
     )
 
 
-def run_sync(client: SyncOwner, step: Step[T]) -> T:
-    """Run ``step`` with a sync client; a request's exception is raised inside the step."""
+def create_file_task(model: str, url: str, text_type: str) -> Send[TaskObject]:
+    """Create a file task over the input at ``url`` (not idempotent: it is billed)."""
+    return Send(
+        lambda ep: file_tasks.create_request(ep, model, url, text_type), tasks.parse_task
+    )
+
+
+def retrieve_task(task_id: str) -> Send[TaskObject]:
+    """A task's status."""
+    return Send(lambda ep: tasks.retrieve_request(ep, task_id), tasks.parse_task)
+
+
+def cancel_task(task_id: str) -> Send[None]:
+    """Ask the service to cancel a task (its answer carries only a request id)."""
+    return Send(lambda ep: tasks.cancel_request(ep, task_id), _ignore)
+
+
+def _ignore(answer: Answer) -> None:
+    del answer
+
+
+def _partial(target: Path) -> Path:
+    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
+
+
+def _keep(tmp: Path, target: Path) -> None:
+    os.replace(tmp, target)
+
+
+def fetch_sync(http: httpx.Client, call: Fetch) -> int:
+    """Run a :class:`Fetch` with a sync pool; the HTTP status."""
+    with http.stream("GET", call.url, follow_redirects=True) as response:
+        if response.status_code != 200:
+            response.read()
+            return response.status_code
+        tmp = _partial(call.target)
+        try:
+            with open(tmp, "wb") as handle:
+                for chunk in response.iter_bytes():
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            _keep(tmp, call.target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return 200
+
+
+async def fetch_async(http: httpx.AsyncClient, call: Fetch) -> int:
+    """Run a :class:`Fetch` with an async pool; see :func:`fetch_sync`.
+
+    The chunks are written with blocking calls, as they arrive (each is small).
+    """
+    async with http.stream("GET", call.url, follow_redirects=True) as response:
+        if response.status_code != 200:
+            await response.aread()
+            return response.status_code
+        tmp = _partial(call.target)
+        try:
+            with open(tmp, "wb") as handle:
+                async for chunk in response.aiter_bytes():
+                    handle.write(chunk)
+                handle.flush()
+                os.fsync(handle.fileno())
+            _keep(tmp, call.target)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return 200
+
+
+def run_sync(
+    client: SyncOwner, step: Step[T], sleep: Callable[[float], object] | None = None
+) -> T:
+    """Run ``step`` with a sync client; a request's exception is raised inside the step.
+
+    ``sleep`` makes the pauses (default ``time.sleep``).
+    """
     value: object = None
     error: Exception | None = None
     while True:
@@ -120,15 +231,21 @@ def run_sync(client: SyncOwner, step: Step[T]) -> T:
         value, error = None, None
         try:
             if isinstance(call, Sleep):
-                time.sleep(call.seconds)
+                (sleep or time.sleep)(call.seconds)
+            elif isinstance(call, Fetch):
+                value = fetch_sync(client._http, call)
+            elif isinstance(call, Call):
+                value = call.func(*call.args)
             else:
                 value = client._request(call.build(client.endpoints), call.parse)
         except Exception as exc:
             error = exc
 
 
-async def run_async(client: AsyncOwner, step: Step[T]) -> T:
-    """Run ``step`` with an async client; see :func:`run_sync`."""
+async def run_async(
+    client: AsyncOwner, step: Step[T], sleep: Callable[[float], Awaitable[object]] | None = None
+) -> T:
+    """Run ``step`` with an async client; see :func:`run_sync` (``sleep``: ``asyncio.sleep``)."""
     value: object = None
     error: Exception | None = None
     while True:
@@ -139,7 +256,13 @@ async def run_async(client: AsyncOwner, step: Step[T]) -> T:
         value, error = None, None
         try:
             if isinstance(call, Sleep):
-                await asyncio.sleep(call.seconds)
+                await (sleep or asyncio.sleep)(call.seconds)
+            elif isinstance(call, Fetch):
+                value = await fetch_async(await client._http_client(), call)
+            elif isinstance(call, Call):
+                value = call.func(*call.args)
+                if inspect.isawaitable(value):
+                    value = await value
             else:
                 value = await client._request(call.build(client.endpoints), call.parse)
         except Exception as exc:
