@@ -1,7 +1,8 @@
 """The sync and async clients are twins: every public method, property and namespace of one
 has its counterpart on the other with the same parameters (names, kinds, defaults,
 annotations) and the same documentation, modulo the words that differ between sync and async.
-So are the jobs (``FileTaskJob`` / ``AsyncFileTaskJob``), classmethods included.
+So are the jobs (``FileTaskJob`` / ``AsyncFileTaskJob``, ``BatchJob`` / ``AsyncBatchJob``),
+classmethods included.
 
 A method that drifts fails this test by name.
 """
@@ -16,7 +17,7 @@ import pytest
 import typing_extensions
 
 from dashscope_embeddings import AsyncDashScopeClient, ClientSettings, DashScopeClient, _namespaces
-from dashscope_embeddings.batch import AsyncFileTaskJob, FileTaskJob
+from dashscope_embeddings.batch import AsyncBatchJob, AsyncFileTaskJob, BatchJob, FileTaskJob
 
 # sync name -> async name, where they differ
 RENAMED = {
@@ -34,6 +35,7 @@ PAIRS: list[tuple[type, type]] = [
     (_namespaces.Batches, _namespaces.AsyncBatches),
     (_namespaces.Tasks, _namespaces.AsyncTasks),
     (FileTaskJob, AsyncFileTaskJob),
+    (BatchJob, AsyncBatchJob),
 ]
 
 

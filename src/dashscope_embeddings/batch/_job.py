@@ -199,9 +199,11 @@ class BatchJob(JobCore):
             self._client.close()
 
     def __enter__(self) -> BatchJob:
+        """Start of ``with``: the job itself (a client it created is closed at the end)."""
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        """End of ``with``: :meth:`close` (the batch goes on at the service)."""
         self.close()
 
 
@@ -313,12 +315,14 @@ class AsyncBatchJob(JobCore):
         return await run_async(self._client, self.resubmit_step())
 
     async def aclose(self) -> None:
-        """Close the client if the job created it."""
+        """Close the client if the job created it (the job's state stays on disk)."""
         if self._owns_client:
             await self._client.aclose()
 
     async def __aenter__(self) -> AsyncBatchJob:
+        """Start of ``async with``: the job itself (a client it created is closed at the end)."""
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
+        """End of ``async with``: :meth:`aclose` (the batch goes on at the service)."""
         await self.aclose()
