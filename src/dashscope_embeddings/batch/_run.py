@@ -14,6 +14,7 @@ a step handles errors as if it made the call.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import time
@@ -165,12 +166,18 @@ def _ignore(answer: Answer) -> None:
     del answer
 
 
-def _partial(target: Path) -> Path:
-    return target.with_name(f".{target.name}.{os.getpid()}.tmp")
-
-
-def _keep(tmp: Path, target: Path) -> None:
-    os.replace(tmp, target)
+@contextlib.contextmanager
+def _writing(target: Path) -> typing.Iterator[typing.BinaryIO]:
+    """A file to write ``target``'s new content into; it replaces ``target`` only on success."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def fetch_sync(http: httpx.Client, call: Fetch) -> int:
@@ -179,16 +186,9 @@ def fetch_sync(http: httpx.Client, call: Fetch) -> int:
         if response.status_code != 200:
             response.read()
             return response.status_code
-        tmp = _partial(call.target)
-        try:
-            with open(tmp, "wb") as handle:
-                for chunk in response.iter_bytes():
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            _keep(tmp, call.target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with _writing(call.target) as handle:
+            for chunk in response.iter_bytes():
+                handle.write(chunk)
     return 200
 
 
@@ -201,16 +201,9 @@ async def fetch_async(http: httpx.AsyncClient, call: Fetch) -> int:
         if response.status_code != 200:
             await response.aread()
             return response.status_code
-        tmp = _partial(call.target)
-        try:
-            with open(tmp, "wb") as handle:
-                async for chunk in response.aiter_bytes():
-                    handle.write(chunk)
-                handle.flush()
-                os.fsync(handle.fileno())
-            _keep(tmp, call.target)
-        finally:
-            tmp.unlink(missing_ok=True)
+        with _writing(call.target) as handle:
+            async for chunk in response.aiter_bytes():
+                handle.write(chunk)
     return 200
 
 
